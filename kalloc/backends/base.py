@@ -1,0 +1,156 @@
+"""The backend interface: what a kernel allocator must provide to kalloc.
+
+A backend is a class; ``kalloc.boot`` makes one instance per kernel and binds its
+``malloc``/``free``/``realloc``/``usable_size`` as the kernel's own methods, so a call
+costs exactly the backend's code and nothing else.  The contract (docs/backends.md):
+
+    NAME, DESCRIPTION            class attributes, NAME unique among plugins
+    OPTIONS                      {name: Option}; boot(**options) is checked against it
+    DEFAULT_PAGE_POLICY          the free-page order its kernel shipped with
+    __init__(kernel, options)    kernel.machine, kernel.vm, kernel.types are ready
+    malloc(size, mtype, flags=M_WAITOK, cpu=0) -> int | None     (PER-CPU)
+    free(addr, mtype, cpu=0)                                     (MAY IPI)
+    realloc(addr, size, mtype, flags=M_WAITOK, cpu=0) -> int | None
+    usable_size(addr) -> int
+    classes() -> [ {size, objs_per_slab, slab_bytes, first_offset, inuse, free, slabs} ]
+    default_type_limit() -> int  ks_limit for a type that names none
+    counters                     plain ints the harness prices (see COUNTERS)
+
+Every entry point turns its flags into a plain int with ``FLAG_INT`` and checks its
+arguments with one cheap guard; the slow ``check_args`` explains what was wrong.  A free
+of an address that is not a live allocation is always caught (``bad_free``), debug
+options or not: silent corruption of a simulation is worse than a few nanoseconds.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from attrs import frozen
+
+from kalloc.errors import BadFree, DoubleFree, WildFree, WrongType
+from kalloc.flags import FLAG_INT, bad_flags
+
+# Counters a backend may keep (attributes with these names, plain ints).  The harness
+# reads them before and after each operation and prices the difference.
+COUNTERS = (
+    "lock_acquires",   # acquisitions of a global lock (kmem_map's splhigh/giant)
+    "crit_sections",   # cpu-local critical sections (slab)
+    "remote_frees",    # frees of memory owned by another CPU (IPIs are counted by the machine)
+    "remote_cas",      # compare-and-swap on another CPU's cache line (passive remote free)
+    "cache_hot",       # mallocs served from a free list: recently used, cache-hot memory
+)
+
+
+@frozen
+class Option:
+    """One backend option: its default, type, help line and allowed values."""
+
+    default: object
+    help: str
+    choices: tuple | None = None
+
+    def convert(self, backend: str, name: str, value):
+        want = type(self.default)
+        if want is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        elif want is int and isinstance(value, str):
+            try:
+                value = int(value, 0)
+            except ValueError:
+                pass
+        if self.default is not None and not (isinstance(value, want) and not (want is int and isinstance(value, bool))):
+            raise ValueError(f"option {name!r} of backend {backend!r} takes a {want.__name__}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"option {name!r} of backend {backend!r} must be one of "
+                             f"{', '.join(map(str, self.choices))}; got {value!r}")
+        if want is int and value < 0:
+            raise ValueError(f"option {name!r} of backend {backend!r} must not be negative, got {value}")
+        return value
+
+
+# Options every backend takes because the core implements them.
+COMMON_OPTIONS = {
+    "page_policy": Option(
+        "", "free-page order: 4.8, 2003-08 or 2003-09-14 (default: the backend's own)",
+        ("", "4.8", "2003-08", "2003-09-14")),
+}
+
+
+def resolve_options(cls, given: dict) -> dict:
+    """Defaults overlaid with ``given``, each value checked against the backend's OPTIONS."""
+    declared = {**COMMON_OPTIONS, **cls.OPTIONS}
+    out = {k: o.default for k, o in declared.items()}
+    for k, v in given.items():
+        if k not in declared:
+            raise ValueError(f"unknown option {k!r} for backend {cls.NAME!r} "
+                             f"(known: {', '.join(sorted(declared))})")
+        out[k] = declared[k].convert(cls.NAME, k, v)
+    if not out["page_policy"]:
+        out["page_policy"] = cls.DEFAULT_PAGE_POLICY
+    return out
+
+
+def check_args(size, flags, cpu, ncpus: int, what: str = "malloc") -> tuple[int, int]:
+    """The slow path of the entry guard: a clear error, or (size, flags) as plain ints."""
+    f = FLAG_INT.get(flags, -1)
+    if f < 0:
+        raise bad_flags(flags)
+    if isinstance(size, bool) or not hasattr(size, "__index__"):
+        raise TypeError(f"{what}: size must be an integer, not {type(size).__name__}")
+    size = operator.index(size)
+    if size < 0:
+        raise ValueError(f"{what}: negative size {size}")
+    if isinstance(cpu, bool) or not isinstance(cpu, int) or not 0 <= cpu < ncpus:
+        raise ValueError(f"{what}: cpu {cpu!r} out of range (machine has {ncpus} CPUs)")
+    return size, f
+
+
+def bad_free(backend, addr, mtype, live: dict) -> BadFree:
+    """Explain a free of an address that is not a live allocation of ``mtype``."""
+    name = getattr(mtype, "name", mtype)
+    if not isinstance(addr, int) or isinstance(addr, bool):
+        return WildFree(f"free: address must be an int, not {type(addr).__name__}", None)
+    owner = live.get(addr)
+    if owner is not None:
+        return WrongType(f"free: {addr:#x} was allocated as type '{owner.name}' but freed as type '{name}'", addr)
+    for start, t in live.items():
+        if start < addr < start + backend.usable_size(start):
+            return WildFree(f"free: {addr:#x} is inside the live allocation at {start:#x} "
+                            f"(type '{t.name}'): interior pointer", addr)
+    if backend.was_chunk(addr):
+        return DoubleFree(f"free: {addr:#x} (type '{name}') is already free: double free", addr)
+    return WildFree(f"free: {addr:#x} (type '{name}') was never allocated by backend "
+                    f"'{backend.NAME}': wild pointer", addr)
+
+
+class Backend:
+    """Base class for backends: option handling, counters and the bad-free report."""
+
+    NAME = ""
+    DESCRIPTION = ""
+    OPTIONS: dict = {}
+    DEFAULT_PAGE_POLICY = "4.8"
+
+    def __init__(self, kernel, options: dict):
+        self.kernel = kernel
+        self.machine = kernel.machine
+        self.vm = kernel.vm
+        self.options = options
+        for c in COUNTERS:
+            setattr(self, c, 0)
+
+    def was_chunk(self, addr: int) -> bool:
+        """Whether addr is where this backend hands out (or handed out) an allocation
+        that is now free: tells a double free from a wild one.  Slow path only."""
+        return False
+
+    def default_type_limit(self) -> int:
+        return 1 << 62
+
+    def extra_stats(self) -> dict:
+        """Backend-specific additions to ``kernel.stats()`` (JSON-serialisable)."""
+        return {}
+
+    def counters(self) -> dict:
+        return {c: getattr(self, c) for c in COUNTERS}

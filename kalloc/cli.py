@@ -1,0 +1,188 @@
+"""The ``kalloc`` command line: argparse in front of config, harness and export.
+
+Every command takes the machine options (--backend/--backends, --ncpus, --physmem,
+--seed, --arch, --set key=value, --format) and --config FILE; the command line wins
+over the file.  Bad input -- unknown backend, workload or option, bad TOML, a bad size
+-- is one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kalloc import plugins
+from kalloc.config import FORMATS, build, load_toml, parse_assignments
+from kalloc.errors import KallocError
+from kalloc.export import compare_table, render, to_table
+from kalloc.harness import RunSpec, run_grid, run_one, specs_for
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _machine_args(p: argparse.ArgumentParser, many: bool) -> None:
+    g = p.add_argument_group("machine and backend")
+    g.add_argument("--config", metavar="FILE", help="TOML file with any of these options")
+    g.add_argument("--backend", help="backend name (see `kalloc backends`)")
+    if many:
+        g.add_argument("--backends", help="comma-separated backends, first is the reference")
+    g.add_argument("--ncpus", help="simulated CPUs" + (" (comma-separated list)" if many else ""))
+    g.add_argument("--physmem", help="physical memory, bytes or 16M/4G (default 64M)")
+    g.add_argument("--seed", help="random seed (default 0)")
+    g.add_argument("--arch", help="i386 (default) or amd64")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", dest="sets",
+                   help="backend option, e.g. zone_cache=32 or slab.remote_free=passive")
+    g.add_argument("--format", help="table (default), json or csv")
+    g.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
+
+
+def _workload_args(p: argparse.ArgumentParser, many: bool) -> None:
+    g = p.add_argument_group("workloads and the cost model")
+    g.add_argument("--workload", help="workload name (see `kalloc workloads`)")
+    if many:
+        g.add_argument("--workloads", help="comma-separated workloads")
+        g.add_argument("--repeat", help="runs per cell, with seeds seed, seed+1, ...")
+        g.add_argument("--jobs", help="parallel processes (results identical to --jobs 1)")
+    g.add_argument("--param", action="append", metavar="KEY=VALUE", dest="params",
+                   help="workload parameter, e.g. packets=500 or net.packets=500")
+    g.add_argument("--cost", action="append", metavar="NAME=CYCLES", dest="costs",
+                   help="override a price of the cost model (docs/cost-model.md)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="kalloc", description="Simulate kernel memory allocators and compare them.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, helptext in (("backends", "list the allocator backends"),
+                           ("workloads", "list the driver workloads")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--config", metavar="FILE")
+        s.add_argument("--format", help="table (default), json or csv")
+    s = sub.add_parser("info", help="boot a backend and print its machine and size classes")
+    _machine_args(s, many=False)
+    s = sub.add_parser("run", help="one workload on one backend, full report")
+    _machine_args(s, many=False)
+    _workload_args(s, many=False)
+    s = sub.add_parser("compare", help="workloads x backends x CPU counts, side by side")
+    _machine_args(s, many=True)
+    _workload_args(s, many=True)
+    return p
+
+
+def _config(args):
+    file = load_toml(args.config) if getattr(args, "config", None) else {}
+    cli = {k: getattr(args, k, None) for k in
+           ("backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
+            "format", "output", "repeat", "jobs")}
+    cli["options"] = parse_assignments(getattr(args, "sets", None), "--set")
+    cli["params"] = parse_assignments(getattr(args, "params", None), "--param")
+    cli["costs"] = parse_assignments(getattr(args, "costs", None), "--cost")
+    return build(file, cli)
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_list(args, which: str) -> str:
+    file = load_toml(args.config) if args.config else {}
+    fmt = args.format or file.get("format") or "table"
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    table = plugins.backends() if which == "backends" else plugins.workloads()
+    rows = []
+    for name, (cls, origin) in table.items():
+        row = {"name": name, "description": cls.DESCRIPTION, "origin": origin}
+        extra = getattr(cls, "OPTIONS" if which == "backends" else "PARAMS", {})
+        row["options" if which == "backends" else "params"] = (
+            {k: o.default for k, o in extra.items()} if which == "backends" else dict(extra))
+        rows.append(row)
+    return render(rows, fmt, lambda rs: to_table([{k: r[k] for k in ("name", "description", "origin")} for r in rs]))
+
+
+def _spec(cfg, backend: str, workload: str, ncpus: int, seed: int) -> RunSpec:
+    return RunSpec(backend, workload, ncpus, seed, cfg.physmem, cfg.arch, cfg.options_for(backend),
+                   cfg.params_for(workload), cfg.costs)
+
+
+def cmd_info(args) -> str:
+    from kalloc.malloc import boot
+    cfg = _config(args)
+    b = cfg.backends[0]
+    k = boot(b, ncpus=cfg.ncpus[0], physmem=cfg.physmem, seed=cfg.seed, arch=cfg.arch, **cfg.options_for(b))
+    st = k.stats()
+    if cfg.format != "table":
+        return render([st], cfg.format, None)
+    m = k.machine
+    head = (f"backend {b}: {k.backend.DESCRIPTION}\n"
+            f"machine: {m.ncpus} CPU(s), {m.physmem >> 20} MiB, {m.arch.name}, page {m.arch.page_size}, "
+            f"{m.free_count} free pages, options {st['options']}\n\n")
+    tables = k.backend.info_tables() if hasattr(k.backend, "info_tables") else [("size classes", st["classes"])]
+    return head + "\n".join(f"{title}\n{to_table(rows)}" for title, rows in tables)
+
+
+def cmd_run(args) -> str:
+    cfg = _config(args)
+    rec = run_one(_spec(cfg, cfg.backends[0], cfg.workloads[0], cfg.ncpus[0], cfg.seed))
+    return render([rec], cfg.format, compare_table)
+
+
+def cmd_compare(args) -> str:
+    cfg = _config(args)
+    seeds = [cfg.seed + i for i in range(cfg.repeat)]
+    specs = [_spec(cfg, s.backend, s.workload, s.ncpus, s.seed)
+             for s in specs_for(cfg.backends, cfg.workloads, cfg.ncpus, seeds)]
+    records = run_grid(specs, cfg.jobs, progress=_progress(len(specs)))
+    return render(records, cfg.format, compare_table)
+
+
+def _progress(total: int):
+    """A progress bar on stderr when it is a terminal (and only then)."""
+    if not sys.stderr.isatty():
+        return None
+    done = [0]
+
+    def tick():
+        done[0] += 1
+        sys.stderr.write(f"\r{done[0]}/{total} runs")
+        if done[0] == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return tick
+
+
+COMMANDS = {
+    "backends": lambda a: cmd_list(a, "backends"),
+    "workloads": lambda a: cmd_list(a, "workloads"),
+    "info": cmd_info,
+    "run": cmd_run,
+    "compare": cmd_compare,
+}
+
+
+def main(argv=None) -> int:
+    try:
+        args = make_parser().parse_args(argv)
+        text = COMMANDS[args.command](args)
+        _emit(text, getattr(args, "output", None))
+        return 0
+    except (UsageError, ValueError, TypeError, FileNotFoundError, KallocError) as e:
+        sys.stderr.write(f"kalloc: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("kalloc: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The event core: a heap of (time, priority, seq, callback, args).  Nothing else.
+
+Deterministic: ties in time are broken by priority, then by ``seq``, a counter that
+grows with every schedule call, so two runs with the same inputs pop events in exactly
+the same order (the SimPy scheme: simpy/core.py keeps ``(time, priority, eid, event)``).
+There is no wall clock and no randomness here; CPUs, threads, locks and IPIs live in
+kalloc.harness and only *schedule* callbacks.
+
+    URGENT (0)  interrupts: an IPI handler arriving at t runs before a thread step at t
+    NORMAL (1)  thread steps
+"""
+
+from __future__ import annotations
+
+from heapq import heappop, heappush
+from itertools import count
+
+URGENT = 0
+NORMAL = 1
+
+
+class Engine:
+    __slots__ = ("now", "_queue", "_seq")
+
+    def __init__(self) -> None:
+        self.now = 0
+        self._queue: list = []
+        self._seq = count()
+
+    def schedule(self, time: int, callback, *args, priority: int = NORMAL) -> None:
+        if time < self.now:
+            raise ValueError(f"cannot schedule in the past ({time} < {self.now})")
+        heappush(self._queue, (time, priority, next(self._seq), callback, args))
+
+    def step(self) -> None:
+        time, _, _, callback, args = heappop(self._queue)
+        self.now = time
+        callback(*args)
+
+    def run(self, until: int | None = None) -> None:
+        """Run events until none is left (or the next one is later than ``until``)."""
+        q = self._queue
+        while q and (until is None or q[0][0] <= until):
+            self.step()
+
+    def __len__(self) -> int:
+        return len(self._queue)

@@ -1,0 +1,309 @@
+"""The simulated machine: CPUs, physical memory, page frames and the free-page queues.
+
+Deterministic: nothing here reads a clock or an unseeded random source.
+
+Physical memory
+---------------
+RAM is an array of 4 KiB page frames numbered by pfn (physical address >> PAGE_SHIFT).
+A frame's bytes exist only once something writes them: ``PhysMem.frames`` is a dict
+pfn -> bytearray, and reading a frame that was never written gives zeros.  So
+``boot(physmem="4G", ncpus=64)`` costs one ``bytearray(npages)`` of page states (1 MiB)
+and nothing else until memory is used.
+
+The free-page queues (FreeBSD 4 vm_page.c, see research/kmem_map.md section 2.3)
+------------------------------------------------------------------------------
+vm_page_startup() hands every page to the free queues in ascending physical order,
+each at the **head** of its colour queue (colour = pfn & 31, PQ_L2_SIZE = 32).  So a
+colour queue reads, head to tail, from its highest page down to its lowest::
+
+      head                                              tail
+      [freed pages, LIFO] [fresh pages: high ... low] [pages put at the tail]
+        taken by "head" requests -->         <-- taken by "tail" requests
+
+vm_page_alloc(object, pindex, class) picks the queue (pindex + object colour) & 31 and,
+if it is empty, the others in pairs (c+i, c-i) for i = 16 down to 1: farthest first.
+A normal request takes the head (highest address first); in 4.8 a zero-preferring request
+(VM_ALLOC_ZERO) takes the tail (lowest first).  Which end each kind of request takes is
+the **page policy** (``PAGE_POLICIES``): the ISA DMA issue of the 2003 slab allocator
+came from new zones, always requested with VM_ALLOC_ZERO, eating the low 16 MiB that
+contigmalloc needs; DragonFly fixed it on 2003-09-14 by making both kinds take high
+memory first.
+
+The classes are the 2003 *states* NORMAL 0, INTERRUPT 1, SYSTEM 2, ZERO 3, and they
+decide when a page may be taken at all (free_count against v_free_reserved and
+v_interrupt_free_min).  The page cache queue, the inactive and active queues and the
+page daemon are not modelled: the simulated kernel has no user pages, so the cache
+queue is always empty (XXX: a "pressure" workload could add them).
+
+Representation: each colour queue is ``_ColourQueue``: a list used as a stack for the
+head end, a list of fresh pfn ranges in that colour (arithmetic, step 32), and a stack
+for the tail end.  Taking and freeing are O(1); ``page_state`` (one byte per page: 0 free,
+1 in use) answers "is this page free" for contigmalloc's physical scan.
+"""
+
+from __future__ import annotations
+
+import re
+
+from attrs import define, field, frozen
+
+PQ_L2_SIZE = 32  # page colours (128 KiB cache colouring in FreeBSD 4)
+
+# vm_page_alloc page classes: 2003 *states*, not bits (research/slab.md section 5.1).
+VM_ALLOC_NORMAL = 0
+VM_ALLOC_INTERRUPT = 1
+VM_ALLOC_SYSTEM = 2
+VM_ALLOC_ZERO = 3
+
+# Which end of the colour queue each kind of request takes: (normal, zero-preferring).
+HEAD, TAIL = 0, 1
+PAGE_POLICIES = {
+    "4.8": (HEAD, TAIL),         # FreeBSD 4.8 vm_page.c: zeroed-page requests take the tail
+    "2003-08": (HEAD, TAIL),     # DragonFly at the slab commit: the 4.8 order, unchanged
+    "2003-09-14": (HEAD, HEAD),  # DragonFly 161399b37f: both take high memory first
+}
+
+
+@frozen
+class Arch:
+    """Machine constants of one architecture."""
+
+    name: str
+    page_size: int
+    ptr_size: int
+    kva_min: int  # VM_MIN_KERNEL_ADDRESS
+    kva_max: int  # VM_MAX_KERNEL_ADDRESS
+
+    @property
+    def page_shift(self) -> int:
+        return self.page_size.bit_length() - 1
+
+    @property
+    def page_mask(self) -> int:
+        return self.page_size - 1
+
+    @property
+    def kva_size(self) -> int:
+        return self.kva_max - self.kva_min
+
+
+ARCHES = {
+    # i386, KVA_PAGES 256, non-PAE: 0xBFEFF000 .. 0xFF800000 (1,066,405,888 bytes).
+    "i386": Arch("i386", 4096, 4, 0xBFEFF000, 0xFF800000),
+    # amd64: a 512 GiB kernel map at the top of the address space (kalloc's choice;
+    # FreeBSD/DragonFly amd64 kernel maps are of this order).
+    "amd64": Arch("amd64", 4096, 8, 0xFFFFFF8000000000, 0xFFFFFFFFFFFFF000),
+}
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value, what: str = "size") -> int:
+    """Bytes from an int or a string like "4096", "64K", "16M", "4G" (binary units)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be a byte count or a string like '64M', not {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{what} must not be negative: {value}")
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            return int(m.group(1)) * _UNITS[m.group(2).upper()]
+        raise ValueError(f"bad {what} {value!r}: expected bytes or a number with K, M, G or T")
+    raise TypeError(f"{what} must be a byte count or a string like '64M', not {type(value).__name__}")
+
+
+@define(slots=True)
+class PhysMem:
+    """Page frames whose bytes exist once written (a dict of bytearrays)."""
+
+    npages: int
+    page_size: int
+    frames: dict = field(factory=dict)
+
+    def frame(self, pfn: int) -> bytearray:
+        """The frame's bytes, created (zeroed) on first touch."""
+        f = self.frames.get(pfn)
+        if f is None:
+            f = self.frames[pfn] = bytearray(self.page_size)
+        return f
+
+    def read(self, pfn: int, off: int, n: int) -> bytes:
+        f = self.frames.get(pfn)
+        return bytes(n) if f is None else bytes(f[off:off + n])
+
+    def write(self, pfn: int, off: int, data) -> None:
+        self.frame(pfn)[off:off + len(data)] = data
+
+    def zero(self, pfn: int, off: int, n: int) -> None:
+        """Zero part of a frame; an untouched frame is already zero."""
+        f = self.frames.get(pfn)
+        if f is not None:
+            if n == self.page_size:
+                del self.frames[pfn]
+            else:
+                f[off:off + n] = bytes(n)
+
+    def is_zero(self, pfn: int) -> bool:
+        f = self.frames.get(pfn)
+        return f is None or not any(f)
+
+
+@define(slots=True)
+class _ColourQueue:
+    """One colour's free queue: head stack, fresh ranges (high to low), tail stack."""
+
+    head: list = field(factory=list)    # top of the stack = queue head
+    fresh: list = field(factory=list)   # [lo, hi] pfn pairs, step PQ_L2_SIZE; last = nearest head
+    tail: list = field(factory=list)    # top of the stack = queue tail
+
+    def take_head(self) -> int:
+        if self.head:
+            return self.head.pop()
+        if self.fresh:
+            r = self.fresh[-1]
+            pfn = r[1]
+            if r[0] == pfn:
+                self.fresh.pop()
+            else:
+                r[1] = pfn - PQ_L2_SIZE
+            return pfn
+        return self.tail.pop(0)
+
+    def take_tail(self) -> int:
+        if self.tail:
+            return self.tail.pop()
+        if self.fresh:
+            r = self.fresh[0]
+            pfn = r[0]
+            if r[1] == pfn:
+                self.fresh.pop(0)
+            else:
+                r[0] = pfn + PQ_L2_SIZE
+            return pfn
+        return self.head.pop(0)
+
+    def remove(self, pfn: int) -> None:
+        """Take one given page off the queue (contigmalloc)."""
+        for i, r in enumerate(self.fresh):
+            if r[0] <= pfn <= r[1]:
+                lo, hi = r
+                pieces = [[a, b] for a, b in ((lo, pfn - PQ_L2_SIZE), (pfn + PQ_L2_SIZE, hi)) if a <= b]
+                self.fresh[i:i + 1] = pieces
+                return
+        (self.head if pfn in self.head else self.tail).remove(pfn)
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.tail) + sum((hi - lo) // PQ_L2_SIZE + 1 for lo, hi in self.fresh)
+
+
+def _pageout_thresholds(npages: int) -> tuple[int, int, int]:
+    """(v_free_min, v_free_reserved, v_interrupt_free_min) as vm_pageout.c computes them."""
+    interrupt_free_min = 2
+    pageout_free_min = 2 * 65536 // 4096 + interrupt_free_min  # 2*MAXBSIZE/PAGE_SIZE + 2 = 34
+    pageout_page_count = 8 if npages < 2000 else 16
+    free_min = 4 + (npages - 1024) // 200 if npages > 1024 else 4
+    free_reserved = pageout_page_count + pageout_free_min + npages // 768 + PQ_L2_SIZE
+    return free_min + free_reserved, free_reserved, interrupt_free_min
+
+
+@define(slots=True, eq=False)
+class Machine:
+    """N CPUs and physical memory with the FreeBSD 4 free-page queues.
+
+    ``counters`` holds plain integers that the allocator layers increment and the
+    harness prices (see kalloc/costs.py): pages allocated and freed, bytes zeroed, ...
+    """
+
+    ncpus: int
+    physmem: int
+    arch: Arch
+    page_policy: str
+    phys: PhysMem = field(init=False)
+    page_state: bytearray = field(init=False)
+    queues: list = field(init=False)
+    free_count: int = field(init=False)
+    v_free_min: int = field(init=False)
+    v_free_reserved: int = field(init=False)
+    v_interrupt_free_min: int = field(init=False)
+    _normal_end: int = field(init=False)
+    _zero_end: int = field(init=False)
+    ipi_handler: object = None  # harness hook: callable(src, dst, func, args) or None
+    ipis: int = 0               # IPIs sent (counted even when delivered at once)
+
+    def __attrs_post_init__(self) -> None:
+        ps = self.arch.page_size
+        npages = self.physmem // ps
+        self.phys = PhysMem(npages, ps)
+        self.page_state = bytearray(npages)
+        self.queues = []
+        for c in range(PQ_L2_SIZE):
+            q = _ColourQueue()
+            if c < npages:
+                q.fresh.append([c, c + (npages - 1 - c) // PQ_L2_SIZE * PQ_L2_SIZE])
+            self.queues.append(q)
+        self.free_count = npages
+        self.v_free_min, self.v_free_reserved, self.v_interrupt_free_min = _pageout_thresholds(npages)
+        self._normal_end, self._zero_end = PAGE_POLICIES[self.page_policy]
+
+    @property
+    def npages(self) -> int:
+        return self.phys.npages
+
+    # --- the page allocator -------------------------------------------------------
+    def page_alloc(self, pclass: int, color: int = 0) -> int:
+        """vm_page_alloc: a free pfn, or -1 when the class may not take one now."""
+        free = self.free_count
+        if free <= self.v_free_reserved:
+            if pclass == VM_ALLOC_INTERRUPT:
+                if free <= 0:
+                    return -1
+            elif pclass != VM_ALLOC_SYSTEM or free <= self.v_interrupt_free_min:
+                return -1  # NORMAL/ZERO reclaim from the cache queue, which is always empty
+        end = self._zero_end if pclass == VM_ALLOC_ZERO else self._normal_end
+        queues = self.queues
+        c = color & (PQ_L2_SIZE - 1)
+        q = queues[c]
+        if not (q.head or q.fresh or q.tail):
+            q = self._other_colour(c)
+        pfn = q.take_head() if end == HEAD else q.take_tail()
+        self.free_count = free - 1
+        self.page_state[pfn] = 1
+        return pfn
+
+    def _other_colour(self, c: int) -> _ColourQueue:
+        """The fallback scan of vm_page_select_free: pairs c+i, c-i for i = 16 .. 1."""
+        for i in range(PQ_L2_SIZE // 2, 0, -1):
+            for cc in ((c + i) & (PQ_L2_SIZE - 1), (c - i) & (PQ_L2_SIZE - 1)):
+                q = self.queues[cc]
+                if q.head or q.fresh or q.tail:
+                    return q
+        raise AssertionError("free_count > 0 but every colour queue is empty")
+
+    def page_free(self, pfn: int) -> None:
+        """vm_page_free: back to the head of its colour queue (reused first)."""
+        if not self.page_state[pfn]:
+            raise AssertionError(f"vm_page_free: freeing free page {pfn:#x}")
+        self.page_state[pfn] = 0
+        self.queues[pfn & (PQ_L2_SIZE - 1)].head.append(pfn)
+        self.free_count += 1
+
+    def page_take(self, pfn: int) -> None:
+        """Take one given free page off its queue (contigmalloc's run)."""
+        if self.page_state[pfn]:
+            raise AssertionError(f"page {pfn:#x} is not free")
+        self.queues[pfn & (PQ_L2_SIZE - 1)].remove(pfn)
+        self.page_state[pfn] = 1
+        self.free_count -= 1
+
+    # --- inter-processor interrupts ------------------------------------------------
+    def send_ipi(self, src: int, dst: int, func, *args) -> None:
+        """Run func(*args) on CPU dst.  Outside the harness it runs before this returns;
+        the harness installs ``ipi_handler`` to charge and delay it."""
+        self.ipis += 1
+        if self.ipi_handler is None:
+            func(*args)
+        else:
+            self.ipi_handler(src, dst, func, args)

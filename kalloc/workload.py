@@ -1,0 +1,149 @@
+"""Driver workloads: kernel threads as generators that yield allocator operations.
+
+A workload models a driver: its kernel threads and interrupt handlers, each pinned to a
+CPU, each a Python generator that yields *operations* and receives their results::
+
+    def rx_interrupt(self, ctx, cpu):            # one thread
+        rng = ctx.rng("rx")
+        for _ in range(ctx.params["packets"]):
+            h = yield malloc(2048, "mbuf", M_NOWAIT)   # -> a handle, or None on failure
+            if h is None:
+                ctx.count("drops"); continue
+            yield put(ctx.queue("rxq"), h)             # hand it to the protocol thread
+            yield work(rng.randint(500, 1500))         # non-allocator work, in cycles
+
+Workloads never see addresses: ``malloc`` gives back an opaque *handle* that the
+harness maps to whatever the backend returned, so every backend sees the same operation
+stream for the same seed (it differs only where an allocation fails and the driver reacts,
+as the real driver would).  Randomness comes only from ``ctx.rng(name)``: a
+``random.Random`` seeded from (seed, workload, name), independent of the backend and of
+the order threads run in.
+
+Operations (plain tuples: the harness dispatches on the first element):
+
+    malloc(size, type, flags=M_WAITOK) -> handle | None
+    free(handle)
+    realloc(handle, size, flags=M_WAITOK) -> handle | None   (the old handle is consumed)
+    write(handle, data)                                      (bytes into the allocation)
+    read(handle, n) -> bytes
+    work(cycles)                                             (time spent outside the allocator)
+    put(queue, item) / get(queue) -> item                    (hand-off between threads;
+                                                              get blocks until an item is there)
+
+A workload class has ``NAME``, ``DESCRIPTION`` (one line), ``PARAMS`` (defaults; a
+value's type is the parameter's type), and ``threads(ctx)`` returning
+``[(cpu, name, generator), ...]``.  It registers through the ``kalloc_workloads`` hook,
+the same for kalloc's own workloads (kalloc_plugins) and for third parties; see
+docs/workloads.md.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from kalloc.flags import FLAG_INT, bad_flags
+
+MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL = range(9)
+
+
+def _flags(flags) -> int:
+    f = FLAG_INT.get(flags, -1)
+    if f < 0:
+        raise bad_flags(flags)
+    return f
+
+
+def malloc(size: int, type_name: str, flags=0x2) -> tuple:
+    return (MALLOC, size, type_name, _flags(flags))
+
+
+def free(handle) -> tuple:
+    return (FREE, handle)
+
+
+def realloc(handle, size: int, flags=0x2) -> tuple:
+    return (REALLOC, handle, size, _flags(flags))
+
+
+def write(handle, data: bytes) -> tuple:
+    return (WRITE, handle, bytes(data))
+
+
+def read(handle, n: int) -> tuple:
+    return (READ, handle, n)
+
+
+def work(cycles: int) -> tuple:
+    return (WORK, int(cycles))
+
+
+def put(queue, item) -> tuple:
+    return (PUT, queue, item)
+
+
+def get(queue) -> tuple:
+    return (GET, queue)
+
+
+def call(func, *args) -> tuple:
+    """Run func(kernel, *args) on this thread's CPU and send back its result (DMA and
+    other kernel services a driver uses besides malloc; priced by the counters it moves)."""
+    return (CALL, func, args)
+
+
+class Context:
+    """What a workload's threads get: parameters, CPU count, seeded RNGs, queues, counters."""
+
+    __slots__ = ("params", "ncpus", "seed", "workload", "queues", "counts")
+
+    def __init__(self, workload: str, params: dict, ncpus: int, seed: int):
+        self.workload = workload
+        self.params = params
+        self.ncpus = ncpus
+        self.seed = seed
+        self.queues: dict = {}
+        self.counts: dict = {}
+
+    def rng(self, name) -> random.Random:
+        return random.Random(f"{self.seed}:{self.workload}:{name}")
+
+    def queue(self, name):
+        """A named FIFO shared by threads (created on first use)."""
+        q = self.queues.get(name)
+        if q is None:
+            q = self.queues[name] = deque()
+        return q
+
+    def count(self, name: str, n: int = 1) -> None:
+        """A workload-level counter reported under ``workload_counts`` (e.g. drops)."""
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+class Workload:
+    """Base class for workloads (optional: any class with the same attributes works)."""
+
+    NAME = ""
+    DESCRIPTION = ""
+    PARAMS: dict = {}
+
+    def threads(self, ctx: Context) -> list:
+        raise NotImplementedError
+
+
+def resolve_params(cls, given: dict) -> dict:
+    """Defaults overlaid with ``given``, each value checked against the default's type."""
+    out = dict(cls.PARAMS)
+    for k, v in given.items():
+        if k not in cls.PARAMS:
+            raise ValueError(f"unknown parameter {k!r} for workload {cls.NAME!r} "
+                             f"(known: {', '.join(sorted(cls.PARAMS)) or 'none'})")
+        want = type(cls.PARAMS[k])
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+            raise ValueError(f"parameter {k!r} of workload {cls.NAME!r} takes a {want.__name__}, got {v!r}")
+        if want in (int, float) and v < 0:
+            raise ValueError(f"parameter {k!r} of workload {cls.NAME!r} must not be negative, got {v!r}")
+        out[k] = v
+    return out

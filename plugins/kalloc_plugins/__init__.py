@@ -1,0 +1,1 @@
+"""kalloc_plugins: the driver workloads (and extra backends) bundled with kalloc."""

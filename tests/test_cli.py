@@ -1,0 +1,104 @@
+"""The installed ``kalloc`` script, run as a user runs it (subprocess)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KALLOC = shutil.which("kalloc") or str(Path(sys.executable).parent / "kalloc")
+
+
+def run(*args, check=True):
+    p = subprocess.run([KALLOC, *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_backends_json():
+    rows = json.loads(run("backends", "--format", "json").stdout)
+    names = {r["name"] for r in rows}
+    assert {"bump", "slab", "kmem_map"} <= names
+    assert all(r["description"] and r["origin"] for r in rows)
+
+
+def test_workloads_table():
+    out = run("workloads").stdout
+    assert "tty" in out and "origin" in out
+
+
+def test_compare_json_has_the_record_keys():
+    recs = json.loads(run("compare", "--format", "json", "--param", "bursts=20").stdout)
+    assert {r["backend"] for r in recs} == {"slab", "kmem_map"}
+    for r in recs:
+        assert {"backend", "workload", "ncpus", "seed", "params", "ops", "memory", "types",
+                "wall_seconds"} <= set(r)
+        assert set(r["ops"]) >= {"malloc", "free", "realloc", "failed"}
+        assert set(r["memory"]) >= {"peak_requested_bytes", "peak_footprint_bytes",
+                                    "end_footprint_bytes", "overhead_ratio"}
+        assert r["ops"]["malloc"] > 0 and r["panic"] is None
+
+
+def test_same_seed_same_json_bytes():
+    args = ("compare", "--backends", "slab,kmem_map", "--ncpus", "2", "--format", "json",
+            "--param", "bursts=20", "--seed", "7")
+    strip = lambda out: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in json.loads(out)]
+    assert strip(run(*args).stdout) == strip(run(*args).stdout)
+
+
+def test_config_file_and_command_line_wins(tmp_path):
+    cfg = tmp_path / "k.toml"
+    cfg.write_text('backends = ["bump"]\nncpus = [1, 2]\n[params.tty]\nbursts = 5\n')
+    recs = json.loads(run("compare", "--config", str(cfg), "--format", "json").stdout)
+    assert [(r["backend"], r["ncpus"], r["params"]["bursts"]) for r in recs] == [("bump", 1, 5), ("bump", 2, 5)]
+    recs = json.loads(run("compare", "--config", str(cfg), "--ncpus", "4", "--format", "json").stdout)
+    assert [r["ncpus"] for r in recs] == [4]
+
+
+def test_csv_output_to_file(tmp_path):
+    out = tmp_path / "r.csv"
+    run("compare", "--backends", "bump", "--format", "csv", "--param", "bursts=5", "--output", str(out))
+    header, row = out.read_text().splitlines()[:2]
+    assert "sim.makespan_cycles" in header.split(",") and row.startswith("bump,tty,1,")
+
+
+def test_info_prints_classes():
+    out = run("info", "--backend", "kmem_map").stdout
+    assert "8192" in out and "16" in out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("compare", "--backends", "nope"), "unknown backend 'nope'"),
+    (("compare", "--workloads", "nope"), "unknown workload 'nope'"),
+    (("compare", "--set", "nope=1"), "unknown option 'nope'"),
+    (("compare", "--set", "slab.zone_cache=lots"), "zone_cache"),
+    (("compare", "--param", "bursts=-1"), "must not be negative"),
+    (("compare", "--physmem", "12X"), "bad physmem"),
+    (("compare", "--ncpus", "0"), "ncpus"),
+    (("compare", "--ncpus", "2000"), "ncpus"),
+    (("compare", "--format", "xml"), "unknown format"),
+    (("compare", "--arch", "vax"), "unknown arch"),
+    (("compare", "--cost", "ipi_send=cheap"), "cost 'ipi_send'"),
+    (("compare", "--config", "/nonexistent.toml"), "not found"),
+    (("info", "--physmem", "1000"), "physmem"),
+    (("frobnicate",), "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, msg):
+    p = run(*args, check=False)
+    assert p.returncode == 2
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and msg in lines[0] and "Traceback" not in p.stderr
+
+
+def test_bad_toml(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("backends = [\n")
+    p = run("compare", "--config", str(cfg), check=False)
+    assert p.returncode == 2 and "not valid TOML" in p.stderr
+    cfg.write_text('colour = "blue"\n')
+    p = run("compare", "--config", str(cfg), check=False)
+    assert p.returncode == 2 and "unknown key(s) colour" in p.stderr

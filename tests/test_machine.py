@@ -1,0 +1,91 @@
+"""The simulated machine: sizes, the free-page queues and their order policies."""
+
+import pytest
+
+from kalloc.machine import (ARCHES, PQ_L2_SIZE, VM_ALLOC_INTERRUPT, VM_ALLOC_NORMAL, VM_ALLOC_SYSTEM,
+                            VM_ALLOC_ZERO, Machine, _pageout_thresholds, parse_size)
+
+
+@pytest.mark.parametrize("text,value", [("4096", 4096), ("16M", 16 << 20), ("4G", 4 << 30),
+                                        ("64k", 65536), (" 2 MiB ", 2 << 20), (123, 123)])
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("bad", ["12X", "", "-1", "1.5G", "M"])
+def test_parse_size_rejects(bad):
+    with pytest.raises(ValueError, match="bad size"):
+        parse_size(bad)
+
+
+def test_parse_size_types():
+    with pytest.raises(TypeError):
+        parse_size(1.5)
+    with pytest.raises(TypeError):
+        parse_size(True)
+    with pytest.raises(ValueError, match="negative"):
+        parse_size(-4096)
+
+
+def machine(mb=64, policy="4.8", ncpus=1):
+    return Machine(ncpus, mb << 20, ARCHES["i386"], policy)
+
+
+def test_normal_requests_take_highest_pages_first():
+    m = machine()
+    top = m.npages - 1
+    got = [m.page_alloc(VM_ALLOC_SYSTEM, c) for c in range(PQ_L2_SIZE)]
+    assert sorted(got) == list(range(top - PQ_L2_SIZE + 1, top + 1))
+    assert [p % PQ_L2_SIZE for p in got] == list(range(PQ_L2_SIZE))  # colour = pindex
+
+
+def test_zero_requests_take_lowest_pages_under_48_and_highest_after_fix():
+    old = machine(policy="2003-08")
+    assert [old.page_alloc(VM_ALLOC_ZERO, c) for c in range(4)] == [0, 1, 2, 3]
+    fixed = machine(policy="2003-09-14")
+    assert min(fixed.page_alloc(VM_ALLOC_ZERO, c) for c in range(4)) >= fixed.npages - PQ_L2_SIZE
+
+
+def test_freed_page_is_reused_first_by_its_colour():
+    m = machine()
+    p = m.page_alloc(VM_ALLOC_SYSTEM, 5)
+    q = m.page_alloc(VM_ALLOC_SYSTEM, 5)
+    m.page_free(p)
+    assert m.page_alloc(VM_ALLOC_SYSTEM, p % PQ_L2_SIZE) == p
+    assert q != p
+
+
+def test_class_thresholds():
+    m = machine(16)
+    while m.free_count > m.v_free_reserved:
+        assert m.page_alloc(VM_ALLOC_NORMAL, 0) >= 0
+    assert m.page_alloc(VM_ALLOC_NORMAL, 0) == -1          # NORMAL stops at the reserve
+    assert m.page_alloc(VM_ALLOC_ZERO, 0) == -1
+    while m.free_count > m.v_interrupt_free_min:
+        assert m.page_alloc(VM_ALLOC_SYSTEM, 0) >= 0        # SYSTEM digs to interrupt_free_min
+    assert m.page_alloc(VM_ALLOC_SYSTEM, 0) == -1
+    while m.free_count:
+        assert m.page_alloc(VM_ALLOC_INTERRUPT, 0) >= 0     # INTERRUPT takes the last page
+    assert m.page_alloc(VM_ALLOC_INTERRUPT, 0) == -1
+    assert sorted(set(range(m.npages))) == [i for i in range(m.npages) if m.page_state[i]]
+
+
+def test_pageout_thresholds_example():
+    # research/kmem_map.md 2.3: about 16000 pages gives v_free_reserved ~ 16 + 34 + 20 + 32 = 102
+    assert _pageout_thresholds(16000)[1] == 16 + 34 + 16000 // 768 + 32
+
+
+def test_page_take_and_colour_fallback():
+    m = machine(4)
+    m.page_take(100)
+    assert m.page_state[100] == 1
+    taken = {m.page_alloc(VM_ALLOC_INTERRUPT, 100 % 32) for _ in range(m.npages - 1)}
+    assert 100 not in taken and len(taken) == m.npages - 1
+
+
+def test_lazy_frames():
+    m = machine()
+    assert m.phys.read(7, 0, 4) == bytes(4)
+    m.phys.write(7, 10, b"abc")
+    assert m.phys.read(7, 9, 5) == b"\0abc\0"
+    assert len(m.phys.frames) == 1
