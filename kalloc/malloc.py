@@ -150,6 +150,16 @@ class Kernel:
             **self.backend.extra_stats(),
         }
 
+    # --- physically contiguous memory (kalloc.dma.contig) --------------------------------
+    def contigmalloc(self, size, mtype, flags, low, high, alignment, boundary):
+        """contigmalloc(9): physically contiguous pages in [low, high), mapped in kernel VA."""
+        from kalloc.dma.contig import contigmalloc
+        return contigmalloc(self, size, mtype, flags, low, high, alignment, boundary)
+
+    def contigfree(self, addr, size, mtype) -> None:
+        from kalloc.dma.contig import contigfree
+        contigfree(self, addr, size, mtype)
+
     def __repr__(self) -> str:
         m = self.machine
         return f"<Kernel {self.backend_name} ncpus={m.ncpus} physmem={m.physmem} arch={m.arch.name}>"
