@@ -14,8 +14,9 @@ import sys
 from kalloc import plugins
 from kalloc.config import FORMATS, build, load_toml, parse_assignments
 from kalloc.errors import KallocError
-from kalloc.export import compare_table, render, to_table
-from kalloc.harness import RunSpec, run_grid, run_one, specs_for
+from kalloc import plot
+from kalloc.export import compare_table, render, run_report, scale_rows, scale_table, to_table
+from kalloc.harness import RunSpec, run_grid, run_one, specs_for, summarize
 
 
 class UsageError(Exception):
@@ -41,6 +42,7 @@ def _machine_args(p: argparse.ArgumentParser, many: bool) -> None:
                    help="backend option, e.g. zone_cache=32 or slab.remote_free=passive")
     g.add_argument("--format", help="table (default), json or csv")
     g.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
+    g.add_argument("--plot", metavar="PNG", help="also draw a plot (needs matplotlib: kalloc[plot])")
 
 
 def _workload_args(p: argparse.ArgumentParser, many: bool) -> None:
@@ -72,6 +74,9 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="workloads x backends x CPU counts, side by side")
     _machine_args(s, many=True)
     _workload_args(s, many=True)
+    s = sub.add_parser("scale", help="throughput and lock-wait curves over CPU counts")
+    _machine_args(s, many=True)
+    _workload_args(s, many=True)
     return p
 
 
@@ -79,7 +84,7 @@ def _config(args):
     file = load_toml(args.config) if getattr(args, "config", None) else {}
     cli = {k: getattr(args, k, None) for k in
            ("backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
-            "format", "output", "repeat", "jobs")}
+            "format", "output", "repeat", "jobs", "plot")}
     cli["options"] = parse_assignments(getattr(args, "sets", None), "--set")
     cli["params"] = parse_assignments(getattr(args, "params", None), "--param")
     cli["costs"] = parse_assignments(getattr(args, "costs", None), "--cost")
@@ -134,16 +139,33 @@ def cmd_info(args) -> str:
 def cmd_run(args) -> str:
     cfg = _config(args)
     rec = run_one(_spec(cfg, cfg.backends[0], cfg.workloads[0], cfg.ncpus[0], cfg.seed))
-    return render([rec], cfg.format, compare_table)
+    if cfg.plot:
+        plot.plot_series([rec], cfg.plot)
+    return render([rec], cfg.format, lambda rs: run_report(rs[0]))
+
+
+def _grid(cfg, ncpus) -> list:
+    seeds = [cfg.seed + i for i in range(cfg.repeat)]
+    specs = [_spec(cfg, s.backend, s.workload, s.ncpus, s.seed)
+             for s in specs_for(cfg.backends, cfg.workloads, ncpus, seeds)]
+    return run_grid(specs, cfg.jobs, progress=_progress(len(specs)))
 
 
 def cmd_compare(args) -> str:
     cfg = _config(args)
-    seeds = [cfg.seed + i for i in range(cfg.repeat)]
-    specs = [_spec(cfg, s.backend, s.workload, s.ncpus, s.seed)
-             for s in specs_for(cfg.backends, cfg.workloads, cfg.ncpus, seeds)]
-    records = run_grid(specs, cfg.jobs, progress=_progress(len(specs)))
+    records = _grid(cfg, cfg.ncpus)
+    if cfg.plot:
+        plot.plot_compare(summarize(records), cfg.plot)
     return render(records, cfg.format, compare_table)
+
+
+def cmd_scale(args) -> str:
+    cfg = _config(args)
+    ncpus = cfg.ncpus if args.ncpus or len(cfg.ncpus) > 1 else (1, 2, 4, 8)
+    rows = scale_rows(summarize(_grid(cfg, ncpus)))
+    if cfg.plot:
+        plot.plot_scale(rows, cfg.plot)
+    return render(rows, cfg.format, scale_table)
 
 
 def _progress(total: int):
@@ -167,6 +189,7 @@ COMMANDS = {
     "info": cmd_info,
     "run": cmd_run,
     "compare": cmd_compare,
+    "scale": cmd_scale,
 }
 
 

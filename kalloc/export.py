@@ -102,3 +102,53 @@ def render(data: list, fmt: str, table) -> str:
     if fmt == "csv":
         return to_csv(data)
     return table(data)
+
+
+def scale_rows(summary: list) -> list:
+    """One record per backend x CPU count, with the speedup over the backend's smallest
+    CPU count and the share of CPU time spent waiting for a lock."""
+    rows = []
+    base: dict = {}
+    for s in sorted(summary, key=lambda s: (s["workload"], s["backend"], s["ncpus"])):
+        thr, mk, lw = s["throughput_ops_per_mcycle"], s["makespan_cycles"], s["lock_wait_cycles"]
+        ref = base.setdefault((s["workload"], s["backend"]), thr["mean"])
+        rows.append({**s, "speedup": round(thr["mean"] / ref, 4) if ref else None,
+                     "lock_wait_share": round(lw["mean"] / (mk["mean"] * s["ncpus"]), 4) if mk["mean"] else 0.0})
+    return rows
+
+
+def scale_table(rows: list) -> str:
+    """CPU counts down, backends across: throughput, speedup and lock-wait share."""
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    by = {(r["workload"], r["ncpus"], r["backend"]): r for r in rows}
+    out = []
+    for w, n in dict.fromkeys((r["workload"], r["ncpus"]) for r in sorted(rows, key=lambda r: (r["workload"], r["ncpus"]))):
+        line = [w, n]
+        for b in backends:
+            r = by.get((w, n, b))
+            line += ["-", "-", "-"] if r is None else [
+                _fmt_stat(r["throughput_ops_per_mcycle"]), f"x{r['speedup']:.2f}", f"{100 * r['lock_wait_share']:.1f}"]
+        out.append(line)
+    headers = ["workload", "cpus"] + [f"{b} {h}" for b in backends for h in ("ops/Mcycle", "speedup", "lock wait %")]
+    return (tabulate(out, headers=headers, disable_numparse=True) + "\n\nspeedup: throughput over the same "
+            "backend's throughput at the smallest CPU count; lock wait %: share of CPU time spent waiting "
+            "for a global lock\n")
+
+
+def run_report(rec: dict) -> str:
+    """The full report of one run: the summary line, then every section of the record."""
+    parts = [compare_table([rec])]
+    for title, section in (("operations", rec["ops"]), ("simulated time", rec["sim"]),
+                           ("memory", rec["memory"]), ("zeroing", rec["zeroing"]),
+                           ("backend counters", rec["counters"]),
+                           ("workload counters", rec.get("workload_counts") or {}),
+                           ("dma", rec.get("dma") or {}), ("trace", rec.get("trace") or {})):
+        if section:
+            parts.append(f"{title}\n" + tabulate([(k, v) for k, v in section.items() if not isinstance(v, (list, dict))],
+                                                 disable_numparse=True) + "\n")
+    parts.append("malloc types\n" + to_table(rec["types"]))
+    if rec["classes"]:
+        parts.append("size classes in use\n" + to_table(rec["classes"]))
+    if rec["panic"]:
+        parts.append(f"PANIC: {rec['panic']}\n")
+    return "\n".join(parts)
