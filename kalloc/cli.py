@@ -16,7 +16,8 @@ from kalloc.config import FORMATS, build, load_toml, parse_assignments
 from kalloc.errors import KallocError
 from kalloc import plot
 from kalloc.export import compare_table, render, run_report, scale_rows, scale_table, to_table
-from kalloc.harness import RunSpec, run_grid, run_one, specs_for, summarize
+from kalloc.executors import run_grid
+from kalloc.harness import RunSpec, run_one, specs_for, summarize
 
 
 class UsageError(Exception):
@@ -52,6 +53,9 @@ def _workload_args(p: argparse.ArgumentParser, many: bool) -> None:
         g.add_argument("--workloads", help="comma-separated workloads")
         g.add_argument("--repeat", help="runs per cell, with seeds seed, seed+1, ...")
         g.add_argument("--jobs", help="parallel processes (results identical to --jobs 1)")
+        g.add_argument("--executor", help="local (default) or dask (kalloc[dask])")
+        g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786 "
+                       "(default: a local cluster of --jobs workers)")
     g.add_argument("--param", action="append", metavar="KEY=VALUE", dest="params",
                    help="workload parameter, e.g. packets=500 or net.packets=500")
     g.add_argument("--cost", action="append", metavar="NAME=CYCLES", dest="costs",
@@ -84,7 +88,7 @@ def _config(args):
     file = load_toml(args.config) if getattr(args, "config", None) else {}
     cli = {k: getattr(args, k, None) for k in
            ("backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
-            "format", "output", "repeat", "jobs", "plot")}
+            "format", "output", "repeat", "jobs", "plot", "executor", "scheduler")}
     cli["options"] = parse_assignments(getattr(args, "sets", None), "--set")
     cli["params"] = parse_assignments(getattr(args, "params", None), "--param")
     cli["costs"] = parse_assignments(getattr(args, "costs", None), "--cost")
@@ -148,7 +152,7 @@ def _grid(cfg, ncpus) -> list:
     seeds = [cfg.seed + i for i in range(cfg.repeat)]
     specs = [_spec(cfg, s.backend, s.workload, s.ncpus, s.seed)
              for s in specs_for(cfg.backends, cfg.workloads, ncpus, seeds)]
-    return run_grid(specs, cfg.jobs, progress=_progress(len(specs)))
+    return run_grid(specs, cfg.jobs, _progress(len(specs)), cfg.executor, cfg.scheduler)
 
 
 def cmd_compare(args) -> str:

@@ -397,29 +397,7 @@ def run_one(spec: RunSpec) -> dict:
     return rec
 
 
-# --- grids --------------------------------------------------------------------------------
-
-def run_grid(specs: list, jobs: int = 1, progress=None, executor=None) -> list:
-    """Run every spec; results come back in spec order whatever ``jobs`` is."""
-    if executor is not None:
-        return executor(specs, progress)
-    if jobs <= 1:
-        out = []
-        for s in specs:
-            out.append(run_one(s))
-            if progress:
-                progress()
-        return out
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_one, s) for s in specs]
-        out = []
-        for f in futures:
-            out.append(f.result())
-            if progress:
-                progress()
-        return out
-
+# --- grids (executed by kalloc.executors) -------------------------------------------
 
 SUMMARY_METRICS = (
     ("sim", "throughput_ops_per_mcycle"),

@@ -5,7 +5,8 @@ import pytest
 from kalloc.costs import CostModel
 from kalloc.engine import Engine
 from kalloc.errors import Deadlock
-from kalloc.harness import RunSpec, Simulator, run_grid, run_one, specs_for
+from kalloc.executors import run_grid
+from kalloc.harness import RunSpec, Simulator, run_one, specs_for
 from kalloc.malloc import boot
 from kalloc.workload import Context, free, get, malloc, put, work
 
@@ -96,3 +97,10 @@ def test_costs_validation():
     with pytest.raises(ValueError, match="unknown cost preset"):
         CostModel.from_config({"preset": "1970"})
     assert CostModel.from_config({"preset": "modern"}).ipi_send == 300
+
+
+def test_dask_local_cluster_gives_identical_results():
+    pytest.importorskip("distributed")
+    specs = specs_for(["bump"], ["tty"], [1, 2], [0], params={"bursts": 10})
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rs]
+    assert strip(run_grid(specs, jobs=2, executor="dask")) == strip(run_grid(specs, jobs=1))
