@@ -3,8 +3,8 @@
 The public names live here; see the README and docs/ for the tour.
 """
 
-from kalloc.errors import (BadFree, Deadlock, DoubleFree, KallocError, KernelPanic, PageFault,
-                           WildFree, WrongType)
+from kalloc.errors import (BadFree, Deadlock, DoubleFree, KallocError, KernelPanic, MemoryCorruption,
+                           PageFault, Redzone, UseAfterFree, WildFree, WrongType)
 from kalloc.flags import M_NOWAIT, M_NULLOK, M_USE_RESERVE, M_WAITOK, M_ZERO, MallocFlags
 from kalloc.hookspecs import hookimpl
 from kalloc.machine import parse_size
@@ -14,6 +14,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BadFree", "Deadlock", "DoubleFree", "KallocError", "Kernel", "KernelPanic", "M_NOWAIT",
-    "M_NULLOK", "M_USE_RESERVE", "M_WAITOK", "M_ZERO", "MallocFlags", "MallocType", "PageFault",
-    "WildFree", "WrongType", "boot", "hookimpl", "parse_size",
+    "M_NULLOK", "M_USE_RESERVE", "M_WAITOK", "M_ZERO", "MallocFlags", "MallocType", "MemoryCorruption",
+    "PageFault", "Redzone", "UseAfterFree", "WildFree", "WrongType", "boot", "hookimpl", "parse_size",
 ]

@@ -49,6 +49,23 @@ class WrongType(BadFree):
     """free() was given another malloc type than the one the memory was allocated with."""
 
 
+class MemoryCorruption(KernelPanic):
+    """Memory outside a live allocation was written or read (debug options catch these)."""
+
+    def __init__(self, message: str, addr: int | None = None, site: str | None = None):
+        self.addr = addr
+        self.site = site
+        super().__init__(message)
+
+
+class Redzone(MemoryCorruption):
+    """A guard byte before or after an allocation was overwritten (redzone=N)."""
+
+
+class UseAfterFree(MemoryCorruption):
+    """Freed memory was read or written (quarantine=N)."""
+
+
 class Deadlock(KallocError):
     """A thread sleeps on a wait channel that nothing can ever wake."""
 

@@ -39,6 +39,7 @@ import attrs
 from attrs import field, frozen
 
 from kalloc import __version__, plugins
+from kalloc.backends.debug import DebugBackend
 from kalloc.costs import CostModel
 from kalloc.engine import URGENT, Engine
 from kalloc.errors import Deadlock, KernelPanic
@@ -106,6 +107,7 @@ class Simulator:
         self.boot_fp = kernel.footprint()
         self.zero0 = self.vm.bytes_zeroed
         self.m.ipi_handler = self._ipi
+        self.debug = isinstance(self.be, DebugBackend)
 
     # --- counters and prices ------------------------------------------------------------
     def _snap(self):
@@ -143,6 +145,8 @@ class Simulator:
         if self.free_at[cpu] > now:
             self.engine.schedule(self.free_at[cpu], self._exec, t)
             return
+        if self.debug:
+            self.be.site_hint = f"thread {t.name} (cpu {cpu}) at cycle {now}"
         try:
             result, end = self._do(t, now)
         except Deadlock as e:

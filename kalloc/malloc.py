@@ -31,6 +31,7 @@ from __future__ import annotations
 import random
 
 from kalloc import plugins
+from kalloc.backends import debug
 from kalloc.backends.base import resolve_options
 from kalloc.machine import ARCHES, Machine, parse_size
 from kalloc.vm import KernelVM
@@ -86,7 +87,12 @@ class Kernel:
         self.read = self.vm.read
         self.write = self.vm.write
         self.vtophys = self.vm.vtophys
-        be = self.backend = backend_cls(self, options)
+        be = backend_cls(self, options)
+        if debug.wanted(options):
+            be = debug.DebugBackend(be, options)
+            if options["quarantine"]:
+                self.read = be.read
+        self.backend = be
         self.malloc = be.malloc
         self.free = be.free
         self.realloc = be.realloc

@@ -49,11 +49,17 @@ class Option:
     default: object
     help: str
     choices: tuple | None = None
+    maximum: float | None = None
 
     def convert(self, backend: str, name: str, value):
         want = type(self.default)
         if want is bool and isinstance(value, str) and value.lower() in ("true", "false"):
             value = value.lower() == "true"
+        elif want is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         elif want is int and isinstance(value, str):
             try:
                 value = int(value, 0)
@@ -64,16 +70,29 @@ class Option:
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"option {name!r} of backend {backend!r} must be one of "
                              f"{', '.join(map(str, self.choices))}; got {value!r}")
-        if want is int and value < 0:
+        if want in (int, float) and value < 0:
             raise ValueError(f"option {name!r} of backend {backend!r} must not be negative, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"option {name!r} of backend {backend!r} must be at most {self.maximum}, got {value}")
         return value
 
 
-# Options every backend takes because the core implements them.
+# Options every backend takes because the core implements them (the debug ones through
+# the wrapper in kalloc.backends.debug; ``invariants`` also switches on each backend's own
+# INVARIANTS checks).
 COMMON_OPTIONS = {
     "page_policy": Option(
         "", "free-page order: 4.8, 2003-08 or 2003-09-14 (default: the backend's own)",
         ("", "4.8", "2003-08", "2003-09-14")),
+    "invariants": Option(False, "the original's INVARIANTS checks and poisoning, and an M_ZERO check"),
+    "redzone": Option(0, "guard bytes before and after each allocation, checked at free"),
+    "quarantine": Option(0, "freed blocks held back (poisoned) to catch use-after-free"),
+    "fail_probability": Option(0.0, "failslab: chance that a call that may fail fails", maximum=1.0),
+    "fail_interval": Option(0, "failslab: fail every Nth call that may fail"),
+    "fail_times": Option(0, "failslab: at most this many injected failures (0: no limit)"),
+    "fail_type": Option("", "failslab: only calls for this malloc type"),
+    "fail_size_min": Option(0, "failslab: only sizes from this"),
+    "fail_size_max": Option(0, "failslab: only sizes up to this (0: no limit)"),
 }
 
 

@@ -1,0 +1,224 @@
+"""The debug wrapper: redzones, quarantine with poison, fault injection, allocation sites.
+
+Any backend, built in or third-party, gets these by option; when none is set the wrapper
+is not there at all (boot binds the bare backend), so the fast path pays nothing.
+``invariants`` is the originals' own INVARIANTS and lives inside each backend; the wrapper
+adds the one check both lacked, that M_ZERO memory really is zero.
+
+Redzones (``redzone=N``, after FreeBSD's redzone(9))::
+
+    inner chunk:  | N guard bytes | the caller's size bytes | guard ... to the end of the chunk |
+                                  ^ the address malloc returns
+
+Guard bytes are 0x42 ('B', as redzone(9) fills them).  free() checks both sides and panics
+with the type, size, CPU and allocation site of the block on an underrun or overrun, so a
+one-byte overrun past the *requested* size is caught even when the chunk has slack.  The
+returned address is the chunk plus N, so natural power-of-two alignment holds only when N
+is a multiple of it (as with redzone(9)).
+
+Quarantine (``quarantine=N``): a freed block is filled with 0x6b (SLUB's POISON_FREE) and
+held in a FIFO of N blocks before the real free.  When it leaves, the poison is checked: a
+changed byte is a use-after-free *write*, reported with the offset, the block's type,
+size, allocation and free sites.  While it sits there, ``k.read`` of it is a use-after-free
+*read*, and a second free of it is a double free naming both frees.
+
+Fault injection (failslab): ``fail_probability`` (0..1, from the kernel's seeded RNG),
+``fail_interval`` (every Nth eligible call), ``fail_times`` (at most that many; 0 = no
+limit), ``fail_type`` (only that malloc type), ``fail_size_min``/``fail_size_max``.  Only
+calls that may fail (M_NOWAIT or M_NULLOK) are failed; each is counted.
+
+Allocation sites: the caller's file and line (the first frame outside kalloc), or the
+harness thread's name when a workload runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from pathlib import Path
+
+from kalloc.backends.base import bad_free, check_args
+from kalloc.errors import DoubleFree, KernelPanic, Redzone, UseAfterFree
+from kalloc.flags import MAY_FAIL, ZERO
+
+REDZONE_BYTE = 0x42
+POISON_FREE = 0x6B
+DEBUG_OPTIONS = ("redzone", "quarantine", "fail_probability", "fail_interval", "fail_times",
+                 "fail_type", "fail_size_min", "fail_size_max", "invariants")
+_KALLOC_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def wanted(options: dict) -> bool:
+    """Whether any option needs the wrapper."""
+    return bool(options["redzone"] or options["quarantine"] or options["fail_probability"]
+                or options["fail_interval"] or options["invariants"])
+
+
+def caller_site() -> str:
+    """file:line of the first frame outside kalloc (the driver model's call)."""
+    f = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_KALLOC_DIR):
+        f = f.f_back
+    return "?" if f is None else f"{Path(f.f_code.co_filename).name}:{f.f_lineno} in {f.f_code.co_name}"
+
+
+class Block:
+    __slots__ = ("user", "base", "size", "mtype", "cpu", "site", "free_site", "free_cpu")
+
+    def __init__(self, user, base, size, mtype, cpu, site):
+        self.user, self.base, self.size, self.mtype, self.cpu, self.site = user, base, size, mtype, cpu, site
+        self.free_site = self.free_cpu = None
+
+    def describe(self) -> str:
+        return (f"{self.size}-byte block at {self.user:#x} of type '{self.mtype.name}' "
+                f"allocated on cpu {self.cpu} at {self.site}")
+
+
+class DebugBackend:
+    """Wraps a backend instance; everything it does not override is the inner backend's."""
+
+    def __init__(self, inner, options: dict):
+        self.inner = inner
+        self.kernel = inner.kernel
+        self.NAME = inner.NAME
+        self.o = options
+        self.rz = options["redzone"]
+        self.blocks: dict = {}             # user address -> Block
+        self.quarantine: deque = deque()
+        self.quarantined: dict = {}        # user address -> Block
+        self.injected_failures = 0
+        self.eligible = 0
+        self.site_hint = None              # set by the harness: the running thread's name
+        self.ncpus = inner.machine.ncpus
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    # --- malloc ----------------------------------------------------------------------------
+    def _inject(self, size: int, mtype, f: int) -> bool:
+        o = self.o
+        if not f & MAY_FAIL or (o["fail_type"] and mtype.name != o["fail_type"]):
+            return False
+        if size < o["fail_size_min"] or (o["fail_size_max"] and size > o["fail_size_max"]):
+            return False
+        if o["fail_times"] and self.injected_failures >= o["fail_times"]:
+            return False
+        self.eligible += 1
+        hit = ((o["fail_interval"] and self.eligible % o["fail_interval"] == 0)
+               or (o["fail_probability"] and self.kernel.rng.random() < o["fail_probability"]))
+        if hit:
+            self.injected_failures += 1
+        return bool(hit)
+
+    def malloc(self, size, mtype, flags=2, cpu=0):
+        size, f = check_args(size, flags, cpu, self.ncpus)
+        if self._inject(size, mtype, f):
+            return None
+        rz = self.rz
+        base = self.inner.malloc(size + 2 * rz if rz else size, mtype, f, cpu)
+        if base is None:
+            return None
+        user = base + rz
+        site = self.site_hint or caller_site()
+        if f & ZERO and self.o["invariants"] and size:
+            dirty = sum(1 for b in self.kernel.vm.read(user, size) if b)
+            if dirty:
+                raise KernelPanic(f"malloc: M_ZERO memory is not zero: {dirty} of {size} bytes at "
+                                  f"{user:#x} (type '{mtype.name}', cpu {cpu}, {site})")
+        if rz:
+            end = base + self.inner.usable_size(base)
+            self.kernel.vm.write(base, bytes([REDZONE_BYTE]) * rz)
+            self.kernel.vm.write(user + size, bytes([REDZONE_BYTE]) * (end - user - size))
+        self.blocks[user] = Block(user, base, size, mtype, cpu, site)
+        return user
+
+    # --- free ------------------------------------------------------------------------------
+    def free(self, addr, mtype, cpu=0):
+        b = self.blocks.get(addr)
+        if b is None:
+            q = self.quarantined.get(addr)
+            if q is not None:
+                raise DoubleFree(f"free: double free of the {q.describe()}; first freed on cpu "
+                                 f"{q.free_cpu} at {q.free_site}", addr, q.site)
+            raise bad_free(self.inner, addr, mtype, {u: bl.mtype for u, bl in self.blocks.items()})
+        if b.mtype is not mtype:
+            raise bad_free(self.inner, addr, mtype, {addr: b.mtype})
+        if self.rz:
+            self._check_redzone(b, cpu)
+        del self.blocks[addr]
+        if not self.o["quarantine"]:
+            self.inner.free(b.base, mtype, cpu)
+            return
+        b.free_site, b.free_cpu = self.site_hint or caller_site(), cpu
+        if b.size:
+            self.kernel.vm.write(addr, bytes([POISON_FREE]) * b.size)
+        self.quarantine.append(b)
+        self.quarantined[addr] = b
+        while len(self.quarantine) > self.o["quarantine"]:
+            self._release(self.quarantine.popleft(), cpu)
+
+    def _check_redzone(self, b: Block, cpu: int) -> None:
+        vm = self.kernel.vm
+        rz = self.rz
+        front = vm.read(b.base, rz)
+        end = b.base + self.inner.usable_size(b.base)
+        back = vm.read(b.user + b.size, end - b.user - b.size)
+        for what, data, start in (("underrun", front, b.base), ("overrun", back, b.user + b.size)):
+            bad = [i for i, x in enumerate(data) if x != REDZONE_BYTE]
+            if bad:
+                off = start + bad[0] - b.user
+                raise Redzone(f"redzone: {what} of the {b.describe()}: byte at offset {off} "
+                              f"({start + bad[0]:#x}) was overwritten; {len(bad)} guard bytes changed; "
+                              f"detected at free on cpu {cpu}", b.user, b.site)
+
+    def _release(self, b: Block, cpu: int) -> None:
+        del self.quarantined[b.user]
+        if b.size:
+            data = self.kernel.vm.read(b.user, b.size)
+            bad = [i for i, x in enumerate(data) if x != POISON_FREE]
+            if bad:
+                raise UseAfterFree(f"use-after-free: write to the freed {b.describe()}: byte at offset "
+                                   f"{bad[0]} ({b.user + bad[0]:#x}) changed after it was freed on cpu "
+                                   f"{b.free_cpu} at {b.free_site}", b.user, b.site)
+        self.inner.free(b.base, b.mtype, cpu)
+
+    def read(self, va: int, n: int) -> bytes:
+        """k.read with quarantine on: reading freed memory is reported."""
+        for b in self.quarantined.values():
+            if va < b.user + b.size and b.user < va + n:
+                raise UseAfterFree(f"use-after-free: read of {n} bytes at {va:#x} touches the freed "
+                                   f"{b.describe()}, freed on cpu {b.free_cpu} at {b.free_site}", va, b.site)
+        return self.kernel.vm.read(va, n)
+
+    # --- the rest of the interface ------------------------------------------------------
+    def realloc(self, addr, size, mtype, flags=2, cpu=0):
+        """The inner backend's realloc; with redzones, always a move (new guards)."""
+        if addr is None or addr == 0:
+            return self.malloc(size, mtype, flags, cpu)
+        b = self.blocks.get(addr)
+        if b is None or b.mtype is not mtype:
+            return self.free(addr, mtype, cpu)  # raises the right BadFree
+        if self.rz:
+            new = self.malloc(size, mtype, flags, cpu)
+            if new is not None:
+                self.kernel.vm.copy(new, addr, min(size, b.size))
+                self.free(addr, mtype, cpu)
+            return new
+        new = self.inner.realloc(addr, size, mtype, flags, cpu)
+        if new is not None or size == 0:
+            del self.blocks[addr]
+        if new is not None:
+            self.blocks[new] = Block(new, new, size, mtype, cpu, self.site_hint or caller_site())
+        return new
+
+    def usable_size(self, addr) -> int:
+        b = self.blocks.get(addr)
+        if b is None:
+            raise bad_free(self.inner, addr, None, {u: bl.mtype for u, bl in self.blocks.items()})
+        return b.size if self.rz else self.inner.usable_size(b.base)
+
+    def extra_stats(self) -> dict:
+        return {**self.inner.extra_stats(),
+                "debug": {"injected_failures": self.injected_failures, "quarantined": len(self.quarantine),
+                          "redzone": self.rz}}
+
