@@ -86,7 +86,7 @@ class Simulator:
         self.costs = costs
         self.engine = Engine()
         n = self.m.ncpus
-        self.free_at = [0] * n
+        self.clock = [0] * n
         self.busy = [0] * n
         self.lock_free_at = 0
         self.lock_owner = -1
@@ -142,8 +142,8 @@ class Simulator:
     def _exec(self, t: _Thread) -> None:
         now = self.engine.now
         cpu = t.cpu
-        if self.free_at[cpu] > now:
-            self.engine.schedule(self.free_at[cpu], self._exec, t)
+        if self.clock[cpu] > now:
+            self.engine.schedule(self.clock[cpu], self._exec, t)
             return
         if self.debug:
             self.be.site_hint = f"thread {t.name} (cpu {cpu}) at cycle {now}"
@@ -172,7 +172,7 @@ class Simulator:
             self.lock_free_at = start + cost
             self.lock_owner = cpu
         end = start + cost
-        self.free_at[cpu] = end
+        self.clock[cpu] = end
         self.busy[cpu] += cost
         for dst, func, args in self.pending_ipis:
             self.engine.schedule(end + self.costs.ipi_latency, self._interrupt, dst, func, args,
@@ -182,7 +182,7 @@ class Simulator:
         return end
 
     def _interrupt(self, dst: int, func, args) -> None:
-        start = max(self.engine.now, self.free_at[dst])
+        start = max(self.engine.now, self.clock[dst])
         s0 = self._snap()
         func(*args)
         cost, locked = self._price(s0, False)
@@ -198,23 +198,11 @@ class Simulator:
         if code == MALLOC:
             _, size, tname, flags = op
             mt = self._mtype(tname)
-            s0 = self._snap()
-            addr = k.malloc(size, mt, flags, cpu)
-            cost, locked = self._price(s0, addr is not None)
-            self.ops["malloc"] += 1
-            result = None if addr is None else self._bind(addr, mt, size, flags)
-            if addr is None:
-                self.ops["failed"] += 1
-            return result, self._finish(cpu, now, cost, locked)
+            addr, end = self.malloc(cpu, now, size, mt, flags)
+            return (None if addr is None else self._bind(addr, mt, size, flags)), end
         if code == FREE:
-            addr, mt, size = self._unbind(op[1])
-            s0 = self._snap()
-            k.free(addr, mt, cpu)
-            cost, locked = self._price(s0, False)
-            self.ops["free"] += 1
-            end = self._finish(cpu, now, cost, locked)
-            self._wake()
-            return None, end
+            addr, mt, _ = self._unbind(op[1])
+            return None, self.free(cpu, now, addr, mt)
         if code == REALLOC:
             _, h, size, flags = op
             addr, mt, old = self.handles[h]
@@ -242,7 +230,7 @@ class Simulator:
             if waiting:
                 w = waiting.pop(0)
                 w.waiting = None
-                self._next(w, op[2], max(now, self.free_at[w.cpu]))
+                self._next(w, op[2], max(now, self.clock[w.cpu]))
             else:
                 q.append(op[2])
             return None, now
@@ -259,6 +247,26 @@ class Simulator:
             cost, locked = self._price(s0, False)
             return result, self._finish(cpu, now, cost, locked)
         raise ValueError(f"thread {t.name!r} yielded an unknown operation {op!r}")
+
+    def malloc(self, cpu: int, now: int, size: int, mt, flags: int):
+        """One priced malloc on cpu at time now: (address or None, end time)."""
+        s0 = self._snap()
+        addr = self.k.malloc(size, mt, flags, cpu)
+        cost, locked = self._price(s0, addr is not None)
+        self.ops["malloc"] += 1
+        if addr is None:
+            self.ops["failed"] += 1
+        return addr, self._finish(cpu, now, cost, locked)
+
+    def free(self, cpu: int, now: int, addr: int, mt) -> int:
+        """One priced free; wakes sleepers.  Returns the end time."""
+        s0 = self._snap()
+        self.k.free(addr, mt, cpu)
+        cost, locked = self._price(s0, False)
+        self.ops["free"] += 1
+        end = self._finish(cpu, now, cost, locked)
+        self._wake()
+        return end
 
     def _mtype(self, tname: str):
         mt = self.mtypes.get(tname)
@@ -294,7 +302,7 @@ class Simulator:
             woken, self.blocked = self.blocked, []
             for t in woken:
                 t.waiting = None
-                self.engine.schedule(max(self.engine.now, self.free_at[t.cpu]), self._exec, t)
+                self.engine.schedule(max(self.engine.now, self.clock[t.cpu]), self._exec, t)
 
     def _sample(self, now: int) -> None:
         fp = self.k.footprint()
@@ -313,7 +321,7 @@ class Simulator:
 
     # --- the record ------------------------------------------------------------------------
     def sim_record(self) -> dict:
-        makespan = max(self.free_at)
+        makespan = max(self.clock)
         nops = self.ops["malloc"] + self.ops["free"] + self.ops["realloc"]
         return {
             "cycles": sum(self.busy),

@@ -45,7 +45,7 @@ def test_work_advances_only_its_cpu():
     s.add_thread(0, "a", worker(1000))
     s.add_thread(1, "b", worker(50))
     s.run()
-    assert s.free_at == [1000, 50]
+    assert s.clock == [1000, 50]
 
 
 def test_queue_handoff_blocks_until_put():
