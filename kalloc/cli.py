@@ -18,6 +18,7 @@ from kalloc import plot
 from kalloc.export import compare_table, render, run_report, scale_rows, scale_table, to_table
 from kalloc.executors import run_grid
 from kalloc.harness import RunSpec, run_one, specs_for, summarize
+from kalloc.replay.run import replay_trace
 
 
 class UsageError(Exception):
@@ -78,9 +79,15 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="workloads x backends x CPU counts, side by side")
     _machine_args(s, many=True)
     _workload_args(s, many=True)
+    s.add_argument("--trace", metavar="FILE", help="also replay this kernel allocation trace as a workload")
     s = sub.add_parser("scale", help="throughput and lock-wait curves over CPU counts")
     _machine_args(s, many=True)
     _workload_args(s, many=True)
+    s = sub.add_parser("replay", help="replay a Linux kmem trace (perf script or ftrace text) on backends")
+    s.add_argument("trace", metavar="TRACE", help="trace file (.gz/.xz/.zst or plain), or - for stdin")
+    _machine_args(s, many=True)
+    s.add_argument("--cost", action="append", metavar="NAME=CYCLES", dest="costs",
+                   help="override a price of the cost model (docs/cost-model.md)")
     return p
 
 
@@ -88,7 +95,7 @@ def _config(args):
     file = load_toml(args.config) if getattr(args, "config", None) else {}
     cli = {k: getattr(args, k, None) for k in
            ("backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
-            "format", "output", "repeat", "jobs", "plot", "executor", "scheduler")}
+            "format", "output", "repeat", "jobs", "plot", "executor", "scheduler", "trace")}
     cli["options"] = parse_assignments(getattr(args, "sets", None), "--set")
     cli["params"] = parse_assignments(getattr(args, "params", None), "--param")
     cli["costs"] = parse_assignments(getattr(args, "costs", None), "--cost")
@@ -155,9 +162,27 @@ def _grid(cfg, ncpus) -> list:
     return run_grid(specs, cfg.jobs, _progress(len(specs)), cfg.executor, cfg.scheduler)
 
 
+def _replays(cfg, path: str, ncpus: int | None) -> list:
+    """The trace replayed on every configured backend (records like the harness's)."""
+    bar = _progress_lines()
+    return [replay_trace(path, b, ncpus, cfg.physmem, cfg.arch, cfg.options_for(b), cfg.costs,
+                         cfg.seed, bar) for b in cfg.backends]
+
+
+def cmd_replay(args) -> str:
+    cfg = _config(args)
+    explicit = args.ncpus is not None or (args.config and "ncpus" in load_toml(args.config))
+    records = _replays(cfg, args.trace, cfg.ncpus[0] if explicit else None)
+    if cfg.plot:
+        plot.plot_series(records, cfg.plot)
+    return render(records, cfg.format, lambda rs: "\n".join(run_report(r) for r in rs))
+
+
 def cmd_compare(args) -> str:
     cfg = _config(args)
     records = _grid(cfg, cfg.ncpus)
+    if cfg.trace:
+        records += _replays(cfg, cfg.trace, None)
     if cfg.plot:
         plot.plot_compare(summarize(records), cfg.plot)
     return render(records, cfg.format, compare_table)
@@ -170,6 +195,17 @@ def cmd_scale(args) -> str:
     if cfg.plot:
         plot.plot_scale(rows, cfg.plot)
     return render(rows, cfg.format, scale_table)
+
+
+def _progress_lines():
+    """Progress of a long trace on stderr (events replayed), when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def tick(n):
+        sys.stderr.write(f"\r{n:,} events")
+        sys.stderr.flush()
+    return tick
 
 
 def _progress(total: int):
@@ -194,6 +230,7 @@ COMMANDS = {
     "run": cmd_run,
     "compare": cmd_compare,
     "scale": cmd_scale,
+    "replay": cmd_replay,
 }
 
 
@@ -203,7 +240,7 @@ def main(argv=None) -> int:
         text = COMMANDS[args.command](args)
         _emit(text, getattr(args, "output", None))
         return 0
-    except (UsageError, ValueError, TypeError, FileNotFoundError, KallocError) as e:
+    except (UsageError, ValueError, TypeError, OSError, EOFError, KallocError) as e:
         sys.stderr.write(f"kalloc: {e}\n")
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,392 @@
+"""Parse Linux slab tracepoint text (``perf script`` or ftrace) into allocation events.
+
+What the kernel records
+-----------------------
+Linux's slab allocator fires six tracepoints of the ``kmem`` subsystem: ``kmalloc``,
+``kmalloc_node``, ``kmem_cache_alloc`` and ``kmem_cache_alloc_node`` when an object is handed
+out, ``kfree`` and ``kmem_cache_free`` when it comes back (recent kernels fold the ``_node``
+variants into the plain ones).  Two tools print them as text, one event a line.
+
+``perf script`` (``perf record -e 'kmem:*' -a``)::
+
+    <comm> <pid> [<cpu>] <seconds>: kmem:<event>: <fields>
+            perf  3286 [000]  1588.589790:          kmem:kmalloc: call_site=sched_setaffinity+0x10c ptr=0xffff888102bc56c0 bytes_req=32 bytes_alloc=32 gfp_flags=GFP_KERNEL node=-1 accounted=false
+            perf  3286 [001]  1588.589875:  kmem:kmem_cache_free: call_site=do_sys_openat2+0x88 ptr=0xffff888100879000 name=names_cache
+
+ftrace (``/sys/kernel/tracing/trace``: a ``#`` header, then the events; ``trace_pipe`` is the
+same without the header), with an optional column of irq/preempt flags::
+
+    <comm>-<pid> [<cpu>] <flags> <seconds>: <event>: <fields>
+           <...>-1234    [001] d..1.  5042.123456: kmalloc: call_site=foo+0x12/0x40 ptr=00000000deadbeef bytes_req=64 bytes_alloc=64 gfp_flags=GFP_KERNEL node=-1 accounted=false
+            bash-2211    [000] .....  5042.123460: kfree: call_site=bar+0x5/0x30 ptr=00000000deadbeef
+
+The fields were always ``call_site=`` then ``ptr=``.  Allocations continue with ``name=``
+(cache events, recent kernels only), ``bytes_req=``, ``bytes_alloc=``, ``gfp_flags=`` and
+then, depending on the kernel, ``node=`` and ``accounted=``; ``kmem_cache_free`` ends with
+``name=`` on recent kernels.  ``call_site`` is ``func+0x10c`` (perf), ``func+0x12/0x40``
+(ftrace; ``func+0x12/0x40 [ext4]`` for a module, which contains a space) or a raw address
+``ffffffff8123abcd`` / ``0xffffffff8123abcd`` on old kernels.  ``ptr`` is ``0x...`` (perf),
+bare hex (ftrace hashes pointers since 4.15) or ``(nil)``; every spelling of zero is NULL.
+
+How a line is found and read
+----------------------------
+The command name comes first and may contain anything, spaces and digits included
+(``kworker/u4:1-ev``, ``gmain 123``), so nothing is located by counting words from the left.
+The fast path, taken by every well-formed line, costs a handful of C-level string calls and
+no regular expression: ``line.split(": ", 2)`` cuts header, event name and fields (the first
+``": "`` ends the timestamp, the second the event name); the header's last word is the
+timestamp and the last ``[...]`` before it the CPU; each field value runs from its key to
+the next key (``str.partition``).  The pieces that repeat are looked up in per-parser
+dicts filled the first time each is seen and checked: the event name with perf's padding,
+the header before the timestamp (command, pid, CPU: it gives the CPU), the ``call_site=``
+text (it gives the function name), and everything after ``gfp_flags=`` (it gives the malloc
+flags).  A line the fast path cannot place (a command name containing ``": "``, a perf period
+column before the event name, a truncated line) goes to a regular expression that looks for
+the event name anywhere, so a kmem event is never missed because its header looked odd.
+
+Every line ends up in exactly one counter of ``TraceParser``:
+
+* ``parsed``: a kmem event, returned as an event tuple;
+* ``skipped``: not a kmem event: headers, blank lines, other tracepoints,
+  ``CPU:1 [LOST 12 EVENTS]`` (lost events cannot be recovered: the replay rules cope with
+  the frees and allocations they hide);
+* ``unparsed``: a kmem event by name (``kmem:kfree:`` or ``kfree:`` as a word of its own)
+  whose header or fields cannot be read: no ``ptr=``, a non-numeric size, a cut-off line, a CPU
+  that is not a number.  The first five are kept in ``unparsed_samples`` as
+  ``(line_number, text)``, line numbers counted from 1.
+
+No line makes the parser raise.  Lines that lack the ``[cpu]`` column (``perf script -F``
+without ``cpu``, ftrace's latency format) are unparsed: replay needs the CPU.
+
+The event tuple
+---------------
+An event is a plain tuple, the cheapest thing Python builds::
+
+    (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp, tname, call_site)
+
+``ts`` float seconds; ``cpu`` int; ``kind`` ``ALLOC`` or ``FREE``; ``ptr`` int, 0 for NULL;
+``bytes_req`` and ``bytes_alloc`` ints (0 for frees); ``gfp`` the kalloc malloc flags the
+``gfp_flags`` text maps to (0 for frees); ``tname`` the malloc type name: the cache name for
+cache events (``name=``, or ``"kmem_cache"`` on kernels that do not print it), and for
+kmalloc/kfree the function of the call site, ``call_site`` without ``+0x..`` and ``/0x..``
+(a raw address stays as printed); ``call_site`` the raw text.  ``EVENT_FIELDS`` names them.
+
+GFP flags become malloc(9) flags
+--------------------------------
+The rule of ``kalloc_compat.linux``: a request that may sleep in direct reclaim
+(``GFP_KERNEL``, ``GFP_KERNEL_ACCOUNT``, ``GFP_NOFS``, ``GFP_NOIO``, ``GFP_USER``,
+``GFP_HIGHUSER*``, ``GFP_TRANSHUGE``, ``__GFP_RECLAIM``, ``__GFP_DIRECT_RECLAIM``, the pre-4.4
+``__GFP_WAIT``) or must not fail (``__GFP_NOFAIL``) is ``M_WAITOK``; anything else
+(``GFP_ATOMIC``, ``GFP_NOWAIT``, ``GFP_TRANSHUGE_LIGHT``, ``none``) is ``M_NOWAIT``;
+``__GFP_ZERO`` adds ``M_ZERO``.  A numeric mask (``gfp_flags=0xcc0``, printed by tools that
+cannot decode the flags) is read with the bit values Linux has used since "mm: shuffle GFP_*
+flags" (2019, Linux 5.x; still those of 6.x ``gfp_types.h``): ``__GFP_ZERO`` 0x100,
+``__GFP_DIRECT_RECLAIM`` 0x400 and ``__GFP_NOFAIL`` 0x8000, so a mask and its spelling in names
+map alike.  Older kernels numbered the bits differently (3.x and 4.x: ``__GFP_ZERO``
+0x8000, reclaim 0x10, 0x400000 or 0x200000), so a numeric mask from such a kernel maps
+wrongly; their tracepoints print names, which are safe.  Only a few dozen distinct strings
+occur in a trace, so the mapping is cached per string: one dict lookup a line.
+
+Order and the reorder window
+----------------------------
+Replay must see events in time order.  ``perf script`` sorts them, but ftrace prints each
+CPU's ring buffer as it drains, so ``trace_pipe`` can run slightly out of order across CPUs.
+``TraceParser.events`` holds back a window of ``window`` (default 4096) pending events kept
+sorted by (timestamp, arrival): an in-order event (the common case) is appended in O(1), a
+late one is inserted by binary search, and once the window is full the earliest pending event
+is emitted.  This is a bounded priority queue; sorting the whole trace would need the whole
+trace in memory, which a streaming replay must not.  The price of the bound: an event more
+than ``window`` events late is emitted as soon as it arrives (after events with a later
+timestamp that had already left), i.e. in arrival order.  Events with equal timestamps keep
+their arrival order.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import io
+import lzma
+import os
+import re
+import sys
+from bisect import insort
+from collections import deque
+from operator import itemgetter
+
+try:
+    import zstandard
+except ImportError:  # optional: only .zst traces need it
+    zstandard = None
+
+ALLOC = 0
+FREE = 1
+EVENT_FIELDS = ("ts", "cpu", "kind", "ptr", "bytes_req", "bytes_alloc", "gfp", "tname", "call_site")
+
+# kalloc's malloc(9) flag values (kalloc.flags), repeated so this module needs only the stdlib.
+M_NOWAIT = 0x0001
+M_WAITOK = 0x0002
+M_ZERO = 0x0100
+
+WINDOW = 4096
+MAX_SAMPLES = 5
+SAMPLE_CHARS = 300        # an unparsed sample keeps at most this much of its line
+_CACHE_LIMIT = 1 << 16    # per-string caches start over beyond this many entries
+
+_KINDS = {
+    "kmalloc": (ALLOC, False), "kmalloc_node": (ALLOC, False),
+    "kmem_cache_alloc": (ALLOC, True), "kmem_cache_alloc_node": (ALLOC, True),
+    "kfree": (FREE, False), "kmem_cache_free": (FREE, True),
+}
+# event name as printed -> (kind, is a cache event); ftrace omits the "kmem:" that perf prints
+_EVENTS = {**_KINDS, **{"kmem:" + name: spec for name, spec in _KINDS.items()}}
+# The slow path: a kmem event name standing alone, anywhere on the line.
+_EVENT_RE = re.compile(r"(?<!\S)(?:kmem:)?(%s):(?:\s|$)" % "|".join(_KINDS))
+_FUNCTION_RE = re.compile(r"[^+/\s]+")
+_NIL = ("(nil)", "(nil)\n")      # as printed; 0x0, 0000000000000000 and 0 are zero anyway
+_TS = itemgetter(0)
+_INF = float("inf")
+
+_WAITING = frozenset({
+    "GFP_KERNEL", "GFP_KERNEL_ACCOUNT", "GFP_NOFS", "GFP_NOIO", "GFP_USER", "GFP_TRANSHUGE",
+    "__GFP_RECLAIM", "__GFP_DIRECT_RECLAIM", "__GFP_NOFAIL", "__GFP_WAIT",
+})
+_GFP_ZERO_BIT = 0x100
+_GFP_WAIT_BITS = 0x400 | 0x8000   # __GFP_DIRECT_RECLAIM | __GFP_NOFAIL
+
+
+def gfp_to_malloc_flags(text: str) -> int:
+    """``gfp_flags`` as a tracepoint prints it -> kalloc malloc flags (plain int).
+
+    ``"GFP_KERNEL|__GFP_ZERO"`` -> ``M_WAITOK | M_ZERO``; ``"GFP_ATOMIC"`` -> ``M_NOWAIT``;
+    numeric parts (``"0xcc0"``) are read with the bit values described in the module docstring.
+    Unknown names are ignored: they neither allow sleeping nor ask for zeroed memory.
+    """
+    waits = zero = False
+    for part in text.strip().split("|"):
+        if part[:2] in ("0x", "0X") or part.isdigit():
+            try:
+                bits = int(part, 16) if part[:2] in ("0x", "0X") else int(part)
+            except ValueError:
+                continue
+            waits = waits or bool(bits & _GFP_WAIT_BITS)
+            zero = zero or bool(bits & _GFP_ZERO_BIT)
+        elif part in _WAITING or part.startswith("GFP_HIGHUSER"):
+            waits = True
+        elif part == "__GFP_ZERO":
+            zero = True
+    return (M_WAITOK if waits else M_NOWAIT) | (M_ZERO if zero else 0)
+
+
+def call_site_function(call_site: str) -> str:
+    """``"getname_flags.part.0+0x24"`` -> ``"getname_flags.part.0"``; raw addresses unchanged.
+
+    Drops the ``+offset``, ``/size`` and `` [module]`` that ``%pS`` adds.  ValueError if empty.
+    """
+    match = _FUNCTION_RE.match(call_site.strip())
+    if match is None:
+        raise ValueError("empty call_site")
+    return match.group()
+
+
+def open_trace(path):
+    """The lines of a trace file, as text; ``"-"`` is standard input.
+
+    Chosen by suffix: ``.gz`` (gzip), ``.xz`` (lzma), ``.zst`` (zstandard, if installed),
+    anything else plain text.  Decoded as UTF-8 with undecodable bytes replaced, streamed
+    (never read whole).  The caller closes what it opened; closing the stream of ``"-"``
+    leaves file descriptor 0 open.  A ``sys.stdin`` that is no file (a test's StringIO) is
+    returned as it is, and must not be closed.
+    """
+    path = os.fspath(path)
+    if path == "-":
+        try:
+            return open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
+        except (AttributeError, OSError):      # io.UnsupportedOperation is an OSError
+            return sys.stdin
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".zst" and zstandard is None:
+        raise ValueError("reading .zst traces needs the 'zstandard' package: pip install zstandard")
+    try:
+        if suffix == ".gz":
+            binary = gzip.open(path, "rb")
+        elif suffix == ".xz":
+            binary = lzma.open(path, "rb")
+        elif suffix == ".zst":
+            binary = zstandard.ZstdDecompressor().stream_reader(
+                open(path, "rb"), read_across_frames=True, closefd=True)
+        else:
+            return open(path, encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "trace file not found", path) from None
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="replace")
+
+
+class TraceParser:
+    """Reads kmem events from trace lines, counting what it reads.
+
+    ``events(lines)`` is the generator of event tuples in timestamp order;
+    ``parse_line(line)`` reads one line.  The counters add up over every ``events`` call
+    (``lines == parsed + skipped + unparsed``); ``lines`` and ``parsed`` are brought up to
+    date when a generator finishes or is closed, the others as they change.
+    """
+
+    __slots__ = ("window", "lines", "parsed", "skipped", "unparsed", "unparsed_samples",
+                 "_tokens", "_cpus", "_sites", "_gfp")
+
+    def __init__(self, window: int = WINDOW):
+        if window < 0:
+            raise ValueError(f"reorder window must be >= 0, not {window}")
+        self.window = window
+        self.lines = 0
+        self.parsed = 0
+        self.skipped = 0
+        self.unparsed = 0
+        self.unparsed_samples: list[tuple[int, str]] = []
+        # Caches of the pieces that repeat, each filled by the _learn_* method that checks
+        # the piece once: event name as printed (with perf's padding) -> (kind, is a cache
+        # event); header before the timestamp -> cpu; "call_site=..." -> (call_site,
+        # function); everything after "gfp_flags=" -> malloc flags.
+        self._tokens: dict[str, tuple[int, bool]] = {}
+        self._cpus: dict[str, int] = {}
+        self._sites: dict[str, tuple[str, str]] = {}
+        self._gfp: dict[str, int] = {}
+
+    def events(self, lines):
+        """Yield the event tuple of every kmem event in ``lines``, in timestamp order.
+
+        Line numbers in ``unparsed_samples`` count from 1 in ``lines``.  Memory holds at most
+        ``window`` pending events, whatever the length of the input.
+        """
+        window = self.window
+        parse = self.parse_line
+        pending = deque()
+        latest = -_INF          # the largest timestamp seen: pending[-1][0] while pending
+        lineno = parsed = 0
+        try:
+            for lineno, line in enumerate(lines, 1):
+                try:
+                    event = parse(line)
+                except ValueError:
+                    self.unparsed += 1
+                    if len(self.unparsed_samples) < MAX_SAMPLES:
+                        self.unparsed_samples.append((lineno, line.rstrip("\r\n")[:SAMPLE_CHARS]))
+                    continue
+                if event is None:
+                    self.skipped += 1
+                    continue
+                parsed += 1
+                if event[0] >= latest:
+                    latest = event[0]
+                    pending.append(event)
+                else:
+                    insort(pending, event, key=_TS)
+                if len(pending) > window:
+                    yield pending.popleft()
+            while pending:
+                yield pending.popleft()
+        finally:
+            self.lines += lineno
+            self.parsed += parsed
+
+    def parse_line(self, line: str):
+        """The event tuple on ``line``; None if it is no kmem event; ValueError if malformed."""
+        try:
+            head, token, rest = line.split(": ", 2)
+            kind, cache = self._tokens[token]
+        except (ValueError, KeyError):   # fewer than two ": ", or a name not seen yet
+            located = self._locate(line)
+            if located is None:
+                return None
+            head, rest, kind, cache = located
+
+        prefix, _, ts_text = head.rpartition(" ")
+        cpu = self._cpus.get(prefix)
+        if cpu is None:
+            cpu = self._learn_cpu(prefix)
+        ts = float(ts_text)
+        if not 0.0 <= ts < _INF:
+            raise ValueError(f"timestamp {ts_text!r} out of range")
+
+        # Each value runs from its key to the next key.  partition() leaves the separator
+        # empty when the key is missing, and then every later one too, so one test is enough.
+        if kind == ALLOC:
+            site, _, rest = rest.partition(" ptr=")
+            ptr_text, _, rest = rest.partition(" bytes_req=")
+            req_text, _, rest = rest.partition(" bytes_alloc=")
+            alloc_text, sep, tail = rest.partition(" gfp_flags=")
+            if not sep:
+                raise ValueError("missing ptr=, bytes_req=, bytes_alloc= or gfp_flags=")
+            bytes_req = int(req_text)
+            bytes_alloc = int(alloc_text)
+            if bytes_req < 0 or bytes_alloc < 0:
+                raise ValueError("negative size")
+            gfp = self._gfp.get(tail)
+            if gfp is None:
+                gfp = self._learn_gfp(tail)
+        else:
+            site, sep, ptr_text = rest.partition(" ptr=")
+            if not sep:
+                raise ValueError("missing ptr=")
+            bytes_req = bytes_alloc = gfp = 0
+        site_info = self._sites.get(site)
+        if site_info is None:
+            site_info = self._learn_site(site)
+        call_site, tname = site_info
+        if cache:
+            ptr_text, sep, name = ptr_text.partition(" name=")
+            tname = name.strip() if sep else "kmem_cache"
+        ptr = 0 if ptr_text in _NIL else int(ptr_text, 16)
+        if ptr < 0:
+            raise ValueError("negative ptr")
+        return (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp, tname, call_site)
+
+    def _locate(self, line: str):
+        """The slow path for a line the fast path could not place: (header, fields, kind,
+        is a cache event), or None if it is no kmem event."""
+        parts = line.split(": ", 2)
+        if len(parts) == 3:
+            spec = _EVENTS.get(parts[1].lstrip(" "))
+            if spec is not None:                  # perf pads the name: learn this padding
+                self._remember(self._tokens, parts[1], spec)
+                return parts[0], parts[2], *spec
+        if not ("kmalloc" in line or "kfree" in line or "kmem_cache_" in line):
+            return None
+        match = _EVENT_RE.search(line)
+        if match is None:
+            return None
+        colon = line.rfind(":", 0, match.start())
+        if colon < 0:
+            raise ValueError("no timestamp before the event name")
+        return line[:colon], line[match.end():], *_KINDS[match.group(1)]
+
+    def _learn_cpu(self, prefix: str) -> int:
+        """The cpu in the last [...] of the header before the timestamp."""
+        bracket = prefix.rfind("[")
+        close = prefix.find("]", bracket)
+        text = prefix[bracket + 1:close]
+        if bracket < 0 or close < 0 or not text.isdecimal():
+            raise ValueError("no [cpu] before the timestamp")
+        return self._remember(self._cpus, prefix, int(text))
+
+    def _learn_site(self, site: str) -> tuple[str, str]:
+        """"call_site=func+0x24" -> ("func+0x24", "func")."""
+        if not site.startswith("call_site="):
+            raise ValueError("fields do not start with call_site=")
+        call_site = site[10:]
+        return self._remember(self._sites, site, (call_site, call_site_function(call_site)))
+
+    def _learn_gfp(self, tail: str) -> int:
+        """The malloc flags of the text after "gfp_flags=" (the flags, maybe node=, ...)."""
+        text = tail.split(" ", 1)[0].strip()
+        if not text:
+            raise ValueError("empty gfp_flags=")
+        return self._remember(self._gfp, tail, gfp_to_malloc_flags(text))
+
+    @staticmethod
+    def _remember(cache: dict, key: str, value):
+        """Store ``value`` under ``key``, starting over if the cache has grown too big."""
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = value
+        return value

@@ -1,0 +1,159 @@
+"""The replay rules: a trace's events -> the malloc/free operations a simulator replays.
+
+A trace is a window on a running kernel, not a closed program: it starts with objects
+already allocated, loses events when a ring buffer overflows, and records allocations that
+failed.  These rules turn the parsed event stream (``kalloc.replay.parse``) into a stream of
+operations any backend can replay, and count every case where the trace and a clean
+malloc/free history disagree.  They know nothing of the simulator.
+
+The rules
+---------
+* Each event runs on the CPU the trace recorded.
+* An allocation that returned NULL failed in the traced kernel: counted in
+  ``failed_allocs``, not replayed.
+* A free of NULL is a no-op, as in the kernel: counted in ``null_frees``.
+* Every other event first ends the life of whatever allocation is live at its address:
+
+  - a free of a live pointer is replayed as a free of that allocation;
+  - a free of a pointer that is not live (allocated before the trace began, or its
+    allocation was lost or made by a path without a tracepoint) is counted in
+    ``unknown_frees`` and skipped;
+  - an allocation at a pointer that is still live means the free in between was not
+    recorded (lost, or made by a path without a tracepoint, such as a bulk free): a free of
+    the earlier allocation is replayed first, on the CPU of the new allocation, and counted
+    in ``implicit_frees``.
+
+  then an allocation becomes live at its address and is replayed.
+
+Operations are tuples::
+
+    (cpu, MALLOC, key, size, flags, tname)     size = bytes_req, flags = malloc(9) flags
+    (cpu, FREE, key)
+
+``key`` numbers the replayed allocations 0, 1, 2, ...; the simulator maps each key to the
+address its own backend returned, because trace addresses mean nothing to another
+allocator.  ``tname`` is the malloc type to charge (``parse`` explains the name).
+
+Memory grows with the live allocations only: one dict entry ``ptr -> (key, cpu, size)`` for
+each, whatever the length of the trace.
+
+The statistics
+--------------
+``TraceStats`` holds these counters (``as_dict`` keys, a public contract):
+
+``events`` kmem events parsed (always ``allocs + frees``, so derived rather than stored);
+``allocs`` and ``frees`` every allocation and free event, failed allocations, NULL and
+unknown frees included; ``null_frees``, ``unknown_frees``, ``implicit_frees``,
+``failed_allocs`` as above; ``unparsed`` kmem lines the parser could not read; ``live_end`` allocations still live at the end of the trace;
+``peak_live_requested_bytes`` the peak of the summed ``bytes_req`` of live allocations;
+``cross_cpu_frees`` replayed frees on a CPU other than the allocating one.  Implicit frees
+count too: they are replayed on the new allocation's CPU, so ``cross_cpu_frees`` is exactly
+the number of FREE operations whose CPU differs from that of their MALLOC.  Besides these,
+``skipped`` counts the lines that were no kmem event, and ``unparsed_samples`` keeps the
+parser's first few unreadable lines as ``(line_number, text)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+
+from kalloc.replay.parse import ALLOC, WINDOW, TraceParser, open_trace
+
+MALLOC = 0
+FREE = 1
+
+COUNTERS = ("events", "allocs", "frees", "null_frees", "unknown_frees", "implicit_frees",
+            "failed_allocs", "unparsed", "live_end", "peak_live_requested_bytes",
+            "cross_cpu_frees")
+_STORED = tuple(name for name in COUNTERS if name != "events")   # events = allocs + frees
+
+
+class TraceStats:
+    """What a trace contained and how the replay rules treated it (see the module docstring)."""
+
+    __slots__ = _STORED + ("skipped", "unparsed_samples")
+
+    def __init__(self):
+        for name in _STORED:
+            setattr(self, name, 0)
+        self.skipped = 0
+        self.unparsed_samples: list[tuple[int, str]] = []
+
+    @property
+    def events(self) -> int:
+        """Every event is an allocation or a free."""
+        return self.allocs + self.frees
+
+    def take_parser_counts(self, parser: TraceParser) -> None:
+        """Copy the parser's ``unparsed``, ``skipped`` and ``unparsed_samples``."""
+        self.unparsed = parser.unparsed
+        self.skipped = parser.skipped
+        self.unparsed_samples = list(parser.unparsed_samples)
+
+    def as_dict(self) -> dict:
+        """The counters, ``skipped`` and ``unparsed_samples``, ready for ``json.dumps``."""
+        counts = {name: getattr(self, name) for name in COUNTERS}
+        counts["skipped"] = self.skipped
+        counts["unparsed_samples"] = [[lineno, text] for lineno, text in self.unparsed_samples]
+        return counts
+
+    def __repr__(self) -> str:
+        return "TraceStats(%s)" % ", ".join(f"{name}={getattr(self, name)}" for name in COUNTERS)
+
+
+def replay_ops(parser_events, stats: TraceStats):
+    """Yield the operations that replay ``parser_events`` (event tuples in time order).
+
+    Updates ``stats`` as it goes; ``live_end`` is set when the events run out or the
+    generator is closed.
+    """
+    live = {}               # ptr -> (key, cpu, bytes_req) of each live allocation
+    live_bytes = 0
+    key = 0
+    try:
+        for _ts, cpu, kind, ptr, size, _alloc, flags, tname, _site in parser_events:
+            if kind == ALLOC:
+                stats.allocs += 1
+                if not ptr:
+                    stats.failed_allocs += 1
+                    continue
+            else:
+                stats.frees += 1
+                if not ptr:
+                    stats.null_frees += 1
+                    continue
+            old = live.pop(ptr, None)
+            if old is not None:
+                if kind == ALLOC:
+                    stats.implicit_frees += 1
+                if old[1] != cpu:
+                    stats.cross_cpu_frees += 1
+                live_bytes -= old[2]
+                yield (cpu, FREE, old[0])
+            elif kind != ALLOC:
+                stats.unknown_frees += 1
+            if kind == ALLOC:
+                live[ptr] = (key, cpu, size)
+                live_bytes += size
+                if live_bytes > stats.peak_live_requested_bytes:
+                    stats.peak_live_requested_bytes = live_bytes
+                yield (cpu, MALLOC, key, size, flags, tname)
+                key += 1
+    finally:
+        stats.live_end = len(live)
+
+
+def count_trace(path, window: int = WINDOW) -> TraceStats:
+    """Parse the trace at ``path`` (``open_trace`` rules) and apply the replay rules without a
+    simulator: the statistics only."""
+    parser = TraceParser(window)
+    stats = TraceStats()
+    lines = open_trace(path)
+    try:
+        deque(replay_ops(parser.events(lines), stats), maxlen=0)
+    finally:
+        if lines is not sys.stdin:
+            lines.close()
+    stats.take_parser_counts(parser)
+    return stats

@@ -1,0 +1,86 @@
+"""Replaying the shared real traces on every backend, from the API and the CLI."""
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kalloc import plugins
+from kalloc.replay.rules import count_trace
+from kalloc.replay.run import replay_trace
+
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+KALLOC = str(Path(sys.executable).parent / "kalloc")
+NAMES = ["build", "exec", "fs"]
+
+needs_traces = pytest.mark.skipif(not TRACES.is_dir(), reason=f"no shared traces at {TRACES}")
+
+
+@needs_traces
+@pytest.mark.parametrize("backend", list(plugins.backends()))
+@pytest.mark.parametrize("name", NAMES)
+def test_shared_traces_replay_on_every_backend(name, backend):
+    path = TRACES / f"{name}.perf.txt.xz"
+    rec = replay_trace(path, backend)
+    expect = count_trace(path).as_dict()
+    got = rec["trace"]
+    assert {k: got[k] for k in expect} == expect
+    assert rec["panic"] is None and rec["ncpus"] == 2
+    replayed_mallocs = expect["allocs"] - expect["failed_allocs"]
+    assert rec["ops"]["malloc"] == replayed_mallocs
+    assert rec["ops"]["free"] == (expect["frees"] - expect["null_frees"] - expect["unknown_frees"]
+                                  + expect["implicit_frees"] - got["would_sleep"] - rec["ops"]["failed"])
+    assert rec["memory"]["peak_requested_bytes"] <= expect["peak_live_requested_bytes"]
+    live = sum(t["inuse"] for t in rec["types"])
+    assert live >= expect["live_end"] - rec["ops"]["failed"]
+
+
+def small_trace(tmp_path, lines):
+    p = tmp_path / "t.perf.txt.gz"
+    with gzip.open(p, "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    return p
+
+
+LINES = [
+    "  a 1 [000] 1.000000: kmem:kmalloc: call_site=f+0x1 ptr=0xffff000000001000 bytes_req=100 bytes_alloc=128 gfp_flags=GFP_KERNEL node=-1 accounted=false",
+    "  a 1 [001] 1.000100: kmem:kmem_cache_alloc: call_site=g+0x2 ptr=0xffff000000002000 name=dentry bytes_req=192 bytes_alloc=192 gfp_flags=GFP_ATOMIC|__GFP_ZERO node=-1 accounted=true",
+    "  a 1 [001] 1.000200: kmem:kfree: call_site=h+0x3 ptr=0xffff000000001000",
+    "  a 1 [000] 1.000300: kmem:kfree: call_site=h+0x3 ptr=this-is-not-a-pointer",
+    "  a 1 [000] 1.000400: sched:sched_switch: prev_comm=a",
+]
+
+
+def test_small_trace_counts_and_cross_cpu_free(tmp_path):
+    rec = replay_trace(small_trace(tmp_path, LINES), "slab" if "slab" in plugins.backends() else "bump")
+    t = rec["trace"]
+    assert (t["events"], t["allocs"], t["frees"], t["cross_cpu_frees"], t["unparsed"], t["skipped"]) == (3, 2, 1, 1, 1, 1)
+    assert t["unparsed_samples"][0][0] == 4 and "not-a-pointer" in t["unparsed_samples"][0][1]
+    assert rec["zeroing"]["bytes_zero_requested"] == 192
+    assert {x["name"] for x in rec["types"]} >= {"f", "dentry"}
+
+
+def test_cli_replay_stdin_and_determinism(tmp_path):
+    text = "\n".join(LINES) + "\n"
+    run = lambda: subprocess.run([KALLOC, "replay", "-", "--backends", "bump", "--format", "json"],
+                                 input=text, capture_output=True, text=True, timeout=60)
+    a, b = run(), run()
+    assert a.returncode == 0, a.stderr
+    strip = lambda out: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in json.loads(out)]
+    assert strip(a.stdout) == strip(b.stdout)
+    assert json.loads(a.stdout)[0]["trace"]["allocs"] == 2
+
+
+def test_cli_compare_with_trace_sits_beside_workloads(tmp_path):
+    p = subprocess.run([KALLOC, "compare", "--backends", "bump", "--param", "bursts=5", "--trace",
+                        str(small_trace(tmp_path, LINES)), "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert [r["workload"].split(":")[0] for r in json.loads(p.stdout)] == ["tty", "trace"]
+
+
+def test_cli_missing_trace_is_exit_2():
+    p = subprocess.run([KALLOC, "replay", "/nonexistent/trace.xz"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "not found" in p.stderr
