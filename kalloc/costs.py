@@ -4,7 +4,7 @@ Backends count, the cost model prices.  A backend increments plain integers (loc
 taken, critical sections, IPIs sent, pages allocated, bytes zeroed, ...) and never calls
 this module, so it runs at full speed outside the harness.  The harness reads the
 counters before and after each operation and turns the difference into cycles with
-``CostModel.price``; waiting for a lock another CPU holds and IPI delivery latency are
+``CostModel.unit_prices``; waiting for a lock another CPU holds and IPI delivery latency are
 *time*, handled by the harness in virtual time, not here.
 
 Defaults are the 2003 column of research/costs.md (2 CPUs at 2.0 GHz, P4 Xeon class);
@@ -39,19 +39,16 @@ class CostModel:
     copy_per_kbyte: int = 2926        # cold memcpy: 0.35 B/cycle
     cache_miss: int = 250             # first touch of a cold object (miss to DRAM)
 
-    def price(self, d_lock: int, d_crit: int, d_cas: int, d_ipi: int, d_pages: int,
-              d_zero: int, d_copy: int, d_shoot: int, d_cold: int, ncpus: int) -> int:
-        """Cycles for one operation's counter deltas (waiting excluded)."""
-        c = (self.op_base + d_lock * (self.lock_uncontended + self.spl) + d_crit * self.crit_section
-             + d_cas * self.cas_remote + d_ipi * self.ipi_send
-             + d_pages * (self.page_alloc + self.pmap_enter) + d_cold * self.cache_miss)
-        if d_zero:
-            c += d_zero * self.zero_per_kbyte // 1024
-        if d_copy:
-            c += d_copy * self.copy_per_kbyte // 1024
-        if d_shoot:
-            c += d_shoot * (self.tlb_shootdown + max(0, ncpus - 2) * self.tlb_shootdown_per_cpu)
-        return c
+    def unit_prices(self, ncpus: int) -> tuple:
+        """The price of one unit of each counter, in the order the harness reads them:
+
+        (base, lock, crit, cas, ipi, cold, page, zero/KiB, copy/KiB, shootdown)
+
+        An operation costs ``base`` plus the sum of its counter deltas times these (zero
+        and copy per KiB, rounded down); a lock also means splhigh/splx around it."""
+        return (self.op_base, self.lock_uncontended + self.spl, self.crit_section, self.cas_remote,
+                self.ipi_send, self.cache_miss, self.page_alloc + self.pmap_enter, self.zero_per_kbyte,
+                self.copy_per_kbyte, self.tlb_shootdown + max(0, ncpus - 2) * self.tlb_shootdown_per_cpu)
 
     @classmethod
     def from_config(cls, values: dict) -> "CostModel":

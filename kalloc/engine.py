@@ -20,28 +20,25 @@ NORMAL = 1
 
 
 class Engine:
-    __slots__ = ("now", "_queue", "_seq")
+    __slots__ = ("now", "queue", "_seq")
 
     def __init__(self) -> None:
         self.now = 0
-        self._queue: list = []
+        self.queue: list = []
         self._seq = count()
 
     def schedule(self, time: int, callback, *args, priority: int = NORMAL) -> None:
         if time < self.now:
             raise ValueError(f"cannot schedule in the past ({time} < {self.now})")
-        heappush(self._queue, (time, priority, next(self._seq), callback, args))
+        heappush(self.queue, (time, priority, next(self._seq), callback, args))
 
     def step(self) -> None:
-        time, _, _, callback, args = heappop(self._queue)
+        time, _, _, callback, args = heappop(self.queue)
         self.now = time
         callback(*args)
 
     def run(self, until: int | None = None) -> None:
         """Run events until none is left (or the next one is later than ``until``)."""
-        q = self._queue
+        q = self.queue
         while q and (until is None or q[0][0] <= until):
             self.step()
-
-    def __len__(self) -> int:
-        return len(self._queue)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import statistics
 import time as _time
+from operator import attrgetter
 
 import attrs
 from attrs import field, frozen
@@ -107,19 +108,33 @@ class Simulator:
         self.boot_fp = kernel.footprint()
         self.zero0 = self.vm.bytes_zeroed
         self.m.ipi_handler = self._ipi
+        self.prices = costs.unit_prices(n)
+        self._be_counts = attrgetter("lock_acquires", "crit_sections", "remote_cas", "cache_hot")
+        self._vm_counts = attrgetter("pages_mapped", "bytes_zeroed", "bytes_copied", "tlb_shootdowns")
+        self._page_size = self.m.arch.page_size
         self.debug = isinstance(self.be, DebugBackend)
 
     # --- counters and prices ------------------------------------------------------------
+    # NOTE: these two run around every operation, so they read the counters with C-level
+    # attrgetters and price with a tuple of unit prices (CostModel.unit_prices).
     def _snap(self):
-        be, vm = self.be, self.vm
-        return (be.lock_acquires, be.crit_sections, be.remote_cas, self.m.ipis, vm.pages_mapped,
-                vm.bytes_zeroed, vm.bytes_copied, vm.tlb_shootdowns, be.cache_hot)
+        return self._be_counts(self.be), self._vm_counts(self.vm), self.m.ipis
 
     def _price(self, s0, cold_candidate: bool):
-        s1 = self._snap()
-        d = [b - a for a, b in zip(s0, s1)]
-        cold = 1 if cold_candidate and d[8] == 0 else 0
-        return self.costs.price(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], cold, self.m.ncpus), d[0]
+        """(cycles, global locks taken) for the counters moved since snapshot s0."""
+        b0, v0, i0 = s0
+        b1 = self._be_counts(self.be)
+        base, p_lock, p_crit, p_cas, p_ipi, p_cold, p_page, p_zero, p_copy, p_shoot = self.prices
+        locks = b1[0] - b0[0]
+        cost = (base + locks * p_lock + (b1[1] - b0[1]) * p_crit + (b1[2] - b0[2]) * p_cas
+                + (self.m.ipis - i0) * p_ipi)
+        if cold_candidate and b1[3] == b0[3]:
+            cost += p_cold
+        v1 = self._vm_counts(self.vm)
+        if v1 != v0:
+            cost += ((v1[0] - v0[0]) * p_page + ((v1[1] - v0[1]) * p_zero + (v1[2] - v0[2]) * p_copy) // 1024
+                     + (v1[3] - v0[3]) * p_shoot)
+        return cost, locks
 
     def _ipi(self, src, dst, func, args):
         self.pending_ipis.append((dst, func, args))
@@ -174,11 +189,17 @@ class Simulator:
         end = start + cost
         self.clock[cpu] = end
         self.busy[cpu] += cost
-        for dst, func, args in self.pending_ipis:
-            self.engine.schedule(end + self.costs.ipi_latency, self._interrupt, dst, func, args,
-                                 priority=URGENT)
-        self.pending_ipis.clear()
-        self._sample(end)
+        if self.pending_ipis:
+            for dst, func, args in self.pending_ipis:
+                self.engine.schedule(end + self.costs.ipi_latency, self._interrupt, dst, func, args,
+                                     priority=URGENT)
+            self.pending_ipis.clear()
+        fp = (self.m.npages - self.m.free_count) * self._page_size
+        if fp > self.peak_fp:
+            self.peak_fp = fp
+        self.nops += 1
+        if not self.nops & 63:
+            self.series.append((end, fp, self.live_req))
         return end
 
     def _interrupt(self, dst: int, func, args) -> None:
@@ -303,14 +324,6 @@ class Simulator:
             for t in woken:
                 t.waiting = None
                 self.engine.schedule(max(self.engine.now, self.clock[t.cpu]), self._exec, t)
-
-    def _sample(self, now: int) -> None:
-        fp = self.k.footprint()
-        if fp > self.peak_fp:
-            self.peak_fp = fp
-        self.nops += 1
-        if not self.nops & 63:
-            self.series.append((now, fp, self.live_req))
 
     def run(self) -> None:
         self.engine.run()

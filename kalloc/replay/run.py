@@ -91,10 +91,13 @@ def _drive(sim: Simulator, ops, clock: list, hz: int, ncpus: int, extra: dict, p
         if cpu >= ncpus:
             cpu %= ncpus
             extra["folded_cpu_events"] += 1
-        now = max(int((clock[1] - ts0) * hz), engine.now)
-        if engine:
+        now = int((clock[1] - ts0) * hz)
+        if now < engine.now:
+            now = engine.now
+        if engine.queue:
             engine.run(until=now)   # IPI handlers due by now
-        now = max(now, sim.clock[cpu])
+        if now < sim.clock[cpu]:
+            now = sim.clock[cpu]
         if op[1] == MALLOC:
             _, _, key, size, flags, tname = op
             mt = mtype(tname)
