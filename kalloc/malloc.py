@@ -73,7 +73,7 @@ class Kernel:
 
     __slots__ = ("machine", "vm", "backend", "backend_name", "options", "seed", "rng",
                  "types", "_saved", "malloc", "free", "realloc", "usable_size",
-                 "read", "write", "vtophys")
+                 "read", "write", "vtophys", "zones")
 
     def __init__(self, machine: Machine, backend_cls: type, options: dict, seed: int):
         self.machine = machine
@@ -81,6 +81,7 @@ class Kernel:
         self.seed = seed
         self.rng = random.Random(seed)
         self.types: dict[str, MallocType] = {}
+        self.zones = None  # kalloc.vm_zone's zone list, made by the first zinit
         self._saved: dict[MallocType, tuple] = {}
         self.options = options
         self.backend_name = backend_cls.NAME

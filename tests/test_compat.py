@@ -71,3 +71,15 @@ def test_freebsd4_api(backend):
     b.FREE(q, M_AHC)
     b.free(0, M_AHC)
     assert M_AHC.inuse == 0 and M_AHC.desc == "ahc driver"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_freebsd4_vm_zone(backend):
+    b = bsd.FreeBSD4(kalloc.boot(backend))
+    z = b.zinit("VNODE", 200, 0, 0, 1)
+    items = [b.zalloc(z) for _ in range(30)]
+    assert len(set(items)) == 30 and all(b.k.vm.is_mapped(i) for i in items)
+    for i in items:
+        b.zfree(z, i)
+    with pytest.raises(kalloc.KernelPanic):
+        b.zfree(z, items[0])

@@ -20,6 +20,7 @@ treated as M_NOWAIT, which is what the caller observes (NULL at once).
 
 from __future__ import annotations
 
+from kalloc import vm_zone
 from kalloc.flags import NOWAIT, USE_RESERVE, WAITOK, ZERO
 from kalloc.malloc import MallocType
 
@@ -95,13 +96,10 @@ class FreeBSD4:
 
     # vm_zone: the 4.8 type-stable zone allocator (kalloc.vm_zone)
     def zinit(self, name, size, nentries=0, flags=0, zalloc=1):
-        from kalloc import vm_zone
         return vm_zone.zinit(self.k, name, size, nentries, flags, zalloc)
 
     def zalloc(self, zone):
-        from kalloc import vm_zone
         return vm_zone.zalloc(zone)
 
     def zfree(self, zone, item) -> None:
-        from kalloc import vm_zone
         vm_zone.zfree(zone, item)
