@@ -73,24 +73,24 @@ def compare_table(records: list) -> str:
     for s in summarize(records):
         key = (s["workload"], s["ncpus"])
         ref = first.setdefault(key, s)
-        thr, fp = s.get("throughput_ops_per_mcycle"), s.get("peak_footprint_bytes")
+        thr, fp = s.get("throughput_ops_per_mcycle"), s.get("peak_growth_bytes")
         mk, lw = s.get("makespan_cycles"), s.get("lock_wait_cycles")
         wait_pct = f"{100 * lw['mean'] / (mk['mean'] * s['ncpus']):.1f}" if lw and mk and mk["mean"] else "-"
         rows.append([
             s["workload"] if ref is s else "", s["ncpus"] if ref is s else "", s["backend"],
             _fmt_stat(thr), _ratio(thr, ref.get("throughput_ops_per_mcycle")), wait_pct,
             _fmt_stat(s.get("ipis"), digits=0), _fmt_stat(fp, 1024, 0),
-            _ratio(fp, ref.get("peak_footprint_bytes")), _fmt_stat(s.get("overhead_ratio"), digits=2),
+            _ratio(fp, ref.get("peak_growth_bytes")), _fmt_stat(s.get("overhead_ratio"), digits=2),
             _fmt_stat(s.get("bytes_zeroed"), 1024, 0), _fmt_stat(s.get("failed"), digits=0),
             s["panics"] or "",
         ])
     headers = ["workload", "cpus", "backend", "ops/Mcycle", "vs 1st", "lock wait %", "IPIs",
-               "peak KiB", "vs 1st", "overhead", "zeroed KiB", "failed", "panics"]
+               "grown KiB", "vs 1st", "overhead", "zeroed KiB", "failed", "panics"]
     runs = {s["runs"] for s in summarize(records)}
     legend = ("ops/Mcycle: allocator operations per million simulated cycles (higher is better); "
               "vs 1st: ratio to the first backend of the block; lock wait %: share of CPU time spent "
-              "waiting for a global lock; peak KiB: peak memory wired by the allocator; overhead: "
-              "peak footprint / peak requested bytes; " +
+              "waiting for a global lock; grown KiB: peak memory the allocator wired during the run, above "
+              "what it wired at boot; overhead: grown / peak requested bytes; " +
               (f"mean ±stdev over {max(runs)} seeds" if max(runs) > 1 else "one seed per cell"))
     return tabulate(rows, headers=headers, disable_numparse=True) + "\n\n" + legend + "\n"
 

@@ -347,12 +347,14 @@ class Simulator:
 
     def memory_record(self) -> dict:
         end_fp = self.k.footprint()
+        grown = self.peak_fp - self.boot_fp
         return {
             "peak_requested_bytes": self.peak_req,
             "peak_footprint_bytes": self.peak_fp,
             "end_footprint_bytes": end_fp,
             "boot_footprint_bytes": self.boot_fp,
-            "overhead_ratio": round(self.peak_fp / self.peak_req, 4) if self.peak_req else None,
+            "peak_growth_bytes": grown,
+            "overhead_ratio": round(grown / self.peak_req, 4) if self.peak_req else None,
             "internal_fragmentation_bytes": self.frag_at_peak,
         }
 
@@ -430,6 +432,7 @@ SUMMARY_METRICS = (
     ("sim", "lock_wait_cycles"),
     ("sim", "ipis"),
     ("memory", "peak_footprint_bytes"),
+    ("memory", "peak_growth_bytes"),
     ("memory", "overhead_ratio"),
     ("zeroing", "bytes_zeroed"),
     ("ops", "failed"),

@@ -33,7 +33,7 @@ def plot_compare(rows: list, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(cells) * len(backends)), 4.5))
     width = 0.8 / len(backends)
     for ax, metric, label, scale in ((axes[0], "throughput_ops_per_mcycle", "ops per Mcycle (higher is better)", 1),
-                                     (axes[1], "peak_footprint_bytes", "peak footprint KiB (lower is better)", 1024)):
+                                     (axes[1], "peak_growth_bytes", "memory grown KiB (lower is better)", 1024)):
         for i, b in enumerate(backends):
             xs, ys, lo, hi = [], [], [], []
             for j, (w, n) in enumerate(cells):
