@@ -179,6 +179,7 @@ class SlabBackend(Backend):
         self.header = zone_header_size(a.name, "1.1" if options["mzero_bug"] else "1.2")
         self.type_limit = limsize // 10
         self.gd = [SLGlobalData() for _ in range(m.ncpus)]
+        self.zone_ary = [g.zone_ary for g in self.gd]
         self.zones: dict = {}        # zone base -> SLZone
         self.large: dict = {}        # kmemusage: address of a large block -> ku_pagecnt
         self.live: dict = {}         # address -> malloc type, every live allocation
@@ -232,8 +233,11 @@ class SlabBackend(Backend):
         f = FLAG_INT.get(flags, -1)
         if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
             size, f = check_args(size, flags, cpu, self.ncpus)
-        if getattr(mtype, "_k", None) is not self.kernel:
-            self.kernel.bind_type(mtype)
+        try:
+            if mtype._k is not self.kernel:
+                self.kernel.bind_type(mtype)
+        except AttributeError:
+            self.kernel.bind_type(mtype)      # not a MallocType: a clear TypeError
         mtype.calls += 1
         if mtype.memuse >= mtype.limit:
             if f & MAY_FAIL:
@@ -245,7 +249,7 @@ class SlabBackend(Backend):
             return self._malloc_large(size, mtype, f)
         zi, chunk = ZTAB[size]
         self.crit_sections += 1
-        zl = self.gd[cpu].zone_ary[zi]
+        zl = self.zone_ary[cpu][zi]
         if zl:
             z = zl[-1]
             n = z.nfree
@@ -257,17 +261,12 @@ class SlabBackend(Backend):
             z.nfree = n - 1
             pa = z.page_ary
             pg = z.first_free_pg
-            while pg < self.zone_pages and not pa[pg]:
-                pg += 1
-            z.first_free_pg = pg
-            if pg < self.zone_pages:
+            if pg < len(pa) and pa[pg]:
                 addr = pa[pg].pop()
                 self.cache_hot += 1
                 zero = f & ZERO
             else:
-                addr = z.base + z.ualloc
-                z.ualloc += chunk
-                zero = f & ZERO and z.flags & SLZF_UNOTZEROD and not self.mzero_bug
+                addr, zero = self._scan_or_fresh(z, pg, f)
         else:
             addr, zero = self._new_zone(zi, chunk, cpu, f)
             if addr is None:
@@ -281,6 +280,21 @@ class SlabBackend(Backend):
         if m > mtype.maxused:
             mtype.maxused = m
         return addr
+
+    def _scan_or_fresh(self, z: SLZone, pg: int, f: int):
+        """Advance z_FirstFreePg to the first non-empty page list (for good: a lazy lower
+        bound); with none, take the next never-used chunk at z_UAlloc."""
+        pa = z.page_ary
+        npg = len(pa)
+        while pg < npg and not pa[pg]:
+            pg += 1
+        z.first_free_pg = pg
+        if pg < npg:
+            self.cache_hot += 1
+            return pa[pg].pop(), f & ZERO
+        addr = z.base + z.ualloc
+        z.ualloc += z.chunk
+        return addr, f & ZERO and z.flags & SLZF_UNOTZEROD and not self.mzero_bug
 
     def _new_zone(self, zi: int, chunk: int, cpu: int, f: int):
         gd = self.gd[cpu]
@@ -337,11 +351,28 @@ class SlabBackend(Backend):
             return self._free_large(addr, mtype)
         z = self.zones[addr & self.base_mask]
         if z.cpu == cpu:
-            return self._free_local(z, addr, mtype)
+            self.crit_sections += 1
+            pgno = (addr - z.base) >> self.page_shift
+            z.page_ary[pgno].append(addr)
+            if pgno < z.first_free_pg:
+                z.first_free_pg = pgno
+            mtype.inuse -= 1
+            mtype.memuse -= z.chunk
+            n = z.nfree + 1
+            z.nfree = n
+            if n == 1 or n == z.nmax:
+                self._zone_transition(z, n)
+            return None
         self.remote_frees += 1
         if self.passive:
             return self._free_passive(z, addr, mtype, cpu)
-        self.machine.send_ipi(cpu, z.cpu, self._free_local, z, addr, mtype)
+        self.machine.send_ipi(cpu, z.cpu, self._free_remote, addr, mtype, z.cpu)
+
+    def _free_remote(self, addr: int, mtype, owner: int) -> None:
+        """free_remote, the IPI handler on the owner: free() again, where the local path runs
+        (the chunk left ``live`` when the IPI was sent, so a second free meanwhile is caught)."""
+        self.live[addr] = mtype
+        self.free(addr, mtype, owner)
 
     def _bad_free(self, addr, mtype, cpu, t):
         if t is not None:
@@ -353,20 +384,6 @@ class SlabBackend(Backend):
                               "while in kernel mode); DragonFly panics 'trying to free NULL pointer' from 2004")
         check_args(0, 2, cpu, self.ncpus, "free")
         raise bad_free(self, addr, mtype, self.live)
-
-    def _free_local(self, z: SLZone, addr: int, mtype) -> None:
-        """The free proper, on the CPU that owns the zone (directly, or from the IPI)."""
-        self.crit_sections += 1
-        pgno = (addr - z.base) >> self.page_shift
-        z.page_ary[pgno].append(addr)
-        if pgno < z.first_free_pg:
-            z.first_free_pg = pgno
-        mtype.inuse -= 1
-        mtype.memuse -= z.chunk
-        n = z.nfree + 1
-        z.nfree = n
-        if n == 1 or n == z.nmax:
-            self._zone_transition(z, n)
 
     def _zone_transition(self, z: SLZone, n: int) -> None:
         """First free of a full zone: back at the head of ZoneAry.  Wholly free and not the

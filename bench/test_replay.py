@@ -1,0 +1,95 @@
+"""Replay throughput and streaming memory.
+
+* Throughput: `kalloc replay` (a fresh process, start-up included) on a trace of about a
+  million lines must reach at least 25 % of the floor's lines per second, the floor being
+  a loop that only finds each line's pointer and tracks live pointers in a dict, measured
+  in the same run on the same file.
+* Streaming: a 10-million-event synthetic trace piped into `kalloc replay -` must stay
+  under 300 MB of peak RSS (memory follows the live allocations, not the file).
+"""
+
+import lzma
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import record
+
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+KALLOC = str(Path(sys.executable).parent / "kalloc")
+
+
+@pytest.fixture(scope="module")
+def million(tmp_path_factory):
+    """The three shared traces, repeated with shifted timestamps: ~1.0M lines."""
+    if not TRACES.is_dir():
+        pytest.skip("no shared traces")
+    out = tmp_path_factory.mktemp("trace") / "million.perf.txt"
+    shift = 0.0
+    n = 0
+    with open(out, "w") as f:
+        for rep in range(3):
+            for name in ("build", "exec", "fs"):
+                last = 0.0
+                for line in lzma.open(TRACES / f"{name}.perf.txt.xz", "rt"):
+                    head, sep, rest = line.partition(": ")
+                    pre, _, ts = head.rpartition(" ")
+                    last = float(ts)
+                    f.write(f"{pre} {last + shift:.6f}{sep}{rest}")
+                    n += 1
+                shift += last + 1.0
+    return out, n
+
+
+def floor(path) -> float:
+    t = time.perf_counter()
+    live = {}
+    with open(path) as f:
+        for line in f:
+            i = line.find("ptr=")
+            if i < 0:
+                continue
+            p = line[i + 4:line.find(" ", i + 4)]
+            if "free" in line:
+                live.pop(p, None)
+            else:
+                live[p] = 1
+    return time.perf_counter() - t
+
+
+@pytest.mark.parametrize("backend", ["slab", "kmem_map"])
+def test_replay_throughput(million, backend):
+    path, n = million
+    f = min(floor(path) for _ in range(3))
+    t = time.perf_counter()
+    subprocess.run([KALLOC, "replay", str(path), "--backend", backend, "--format", "json"],
+                   check=True, stdout=subprocess.DEVNULL, timeout=1800)
+    r = time.perf_counter() - t
+    record(f"{backend}: replay of {n:,} lines, throughput / floor", f / r, "x floor", ">= 0.25", f / r >= 0.25)
+
+
+def synthetic(n_events: int, live: int = 5000):
+    """kmalloc/kfree lines on 2 CPUs, at most `live` allocations at once."""
+    for i in range(n_events // 2):
+        ptr = 0xffff888100000000 + (i % live) * 64 + (i // live % 2) * 0x10000000
+        cpu = i & 1
+        ts = 1000 + i * 1e-6
+        yield (f"  w 1 [{cpu:03d}] {ts:.6f}: kmem:kmalloc: call_site=f+0x1 ptr={ptr:#x} bytes_req={32 + i % 200} "
+               f"bytes_alloc=256 gfp_flags=GFP_KERNEL node=-1 accounted=false\n")
+        ts2 = ts + 5e-7
+        yield f"  w 1 [{1 - cpu:03d}] {ts2:.6f}: kmem:kfree: call_site=g+0x2 ptr={ptr:#x}\n"
+
+
+def test_streaming_10m_events_rss():
+    p = subprocess.Popen([KALLOC, "replay", "-", "--backend", "slab", "--format", "json"],
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for line in synthetic(10_000_000):
+        p.stdin.write(line)
+    p.stdin.close()
+    assert p.wait(timeout=3600) == 0
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    record("replay: 10M-event stream, peak RSS", rss_mb, "MB", "<= 300", rss_mb <= 300)
