@@ -91,7 +91,7 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args):
+def _config(args, default_ncpus=(1,)):
     file = load_toml(args.config) if getattr(args, "config", None) else {}
     cli = {k: getattr(args, k, None) for k in
            ("backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
@@ -99,7 +99,7 @@ def _config(args):
     cli["options"] = parse_assignments(getattr(args, "sets", None), "--set")
     cli["params"] = parse_assignments(getattr(args, "params", None), "--param")
     cli["costs"] = parse_assignments(getattr(args, "costs", None), "--cost")
-    return build(file, cli)
+    return build(file, cli, default_ncpus)
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -179,7 +179,7 @@ def cmd_replay(args) -> str:
 
 
 def cmd_compare(args) -> str:
-    cfg = _config(args)
+    cfg = _config(args, (1, 2, 4))
     records = _grid(cfg, cfg.ncpus)
     if cfg.trace:
         records += _replays(cfg, cfg.trace, None)
@@ -189,9 +189,8 @@ def cmd_compare(args) -> str:
 
 
 def cmd_scale(args) -> str:
-    cfg = _config(args)
-    ncpus = cfg.ncpus if args.ncpus or len(cfg.ncpus) > 1 else (1, 2, 4, 8)
-    rows = scale_rows(summarize(_grid(cfg, ncpus)))
+    cfg = _config(args, (1, 2, 4, 8))
+    rows = scale_rows(summarize(_grid(cfg, cfg.ncpus)))
     if cfg.plot:
         plot.plot_scale(rows, cfg.plot)
     return render(rows, cfg.format, scale_table)

@@ -41,12 +41,13 @@ TOP_KEYS = {"backend", "backends", "workload", "workloads", "ncpus", "physmem", 
             "repeat", "jobs", "format", "output", "plot", "trace", "options", "params", "costs",
             "executor", "scheduler"}
 FORMATS = ("table", "json", "csv")
+DEFAULT_WORKLOADS = ("tty", "net", "fs", "scsi", "larson", "prodcons")
 
 
 @frozen
 class Config:
     backends: tuple = ("slab", "kmem_map")
-    workloads: tuple = ("tty",)
+    workloads: tuple = DEFAULT_WORKLOADS
     ncpus: tuple = (1,)
     physmem: int = 64 << 20
     seed: int = 0
@@ -165,8 +166,9 @@ def _flatten_tables(table: dict, what: str) -> dict:
     return flat
 
 
-def build(file: dict, cli: dict) -> Config:
-    """Merge a loaded TOML dict and the command line's values (None = not given)."""
+def build(file: dict, cli: dict, default_ncpus=(1,)) -> Config:
+    """Merge a loaded TOML dict and the command line's values (None = not given);
+    ``default_ncpus`` is the command's own default CPU list."""
 
     def pick(*keys, default=None):
         for src in (cli, file):
@@ -176,13 +178,13 @@ def build(file: dict, cli: dict) -> Config:
         return default
 
     backends = _as_list(pick("backends", "backend", default=("slab", "kmem_map")), "backends")
-    workloads = _as_list(pick("workloads", "workload", default=("tty",)), "workloads")
+    workloads = _as_list(pick("workloads", "workload", default=DEFAULT_WORKLOADS), "workloads")
     known_backends = plugins.backends()
     for b in backends:
         plugins.backend_class(b)
     for w in workloads:
         plugins.workload_class(w)
-    ncpus = tuple(_int(n, "ncpus", 1, 1024) for n in _as_list(pick("ncpus", default=1), "ncpus"))
+    ncpus = tuple(_int(n, "ncpus", 1, 1024) for n in _as_list(pick("ncpus", default=default_ncpus), "ncpus"))
     physmem = parse_size(pick("physmem", default="64M"), "physmem")
     fmt = pick("format", default="table")
     if fmt not in FORMATS:

@@ -51,7 +51,7 @@ def test_same_seed_same_json_bytes():
 
 def test_config_file_and_command_line_wins(tmp_path):
     cfg = tmp_path / "k.toml"
-    cfg.write_text('backends = ["bump"]\nncpus = [1, 2]\n[params.tty]\nbursts = 5\n')
+    cfg.write_text('backends = ["bump"]\nworkloads = ["tty"]\nncpus = [1, 2]\n[params.tty]\nbursts = 5\n')
     recs = json.loads(run("compare", "--config", str(cfg), "--format", "json").stdout)
     assert [(r["backend"], r["ncpus"], r["params"]["bursts"]) for r in recs] == [("bump", 1, 5), ("bump", 2, 5)]
     recs = json.loads(run("compare", "--config", str(cfg), "--ncpus", "4", "--format", "json").stdout)

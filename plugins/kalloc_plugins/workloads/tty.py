@@ -23,7 +23,7 @@ CBLOCK = 128
 class Tty(Workload):
     NAME = "tty"
     DESCRIPTION = "tty clists: bursts of 128-byte cblocks and power-of-two line buffers, CPU-local"
-    PARAMS = {"bursts": 150, "max_cblocks": 24, "line_buffer_every": 4, "think_cycles": 400}
+    PARAMS = {"bursts": 500, "max_cblocks": 24, "line_buffer_every": 4, "think_cycles": 400}
 
     def threads(self, ctx):
         return [(cpu, f"tty{cpu}", self.tty(ctx, cpu)) for cpu in range(ctx.ncpus)]

@@ -1,0 +1,55 @@
+"""``prodcons``: producer/consumer pairs across CPUs (after xmalloc-test).
+
+xmalloc-test (Wolfram Gloger's malloc stress test, kept in mimalloc-bench) runs producer
+threads that allocate objects and hand them to consumer threads that free them, the
+pattern of a driver whose interrupt path allocates and whose taskqueue frees.  Here CPU
+2i produces for CPU 2i+1; an odd last CPU is its own consumer, and a single CPU does both.
+Every free is remote except on a self-paired CPU.
+
+Parameters: ``objects`` per producer, ``batch`` handed over at a time, ``sizes`` drawn
+from a few small sizes, ``work_cycles`` per object on each side.
+"""
+
+from kalloc.flags import M_WAITOK
+from kalloc.workload import Workload, free, get, malloc, put, work
+
+SIZES = (32, 64, 128, 256, 512)
+
+
+class Prodcons(Workload):
+    NAME = "prodcons"
+    DESCRIPTION = "producer/consumer across CPU pairs: CPU 2i allocates, CPU 2i+1 frees (xmalloc-test)"
+    PARAMS = {"objects": 4000, "batch": 16, "work_cycles": 200}
+
+    def threads(self, ctx):
+        out = []
+        for prod in range(0, ctx.ncpus, 2):
+            cons = prod + 1 if prod + 1 < ctx.ncpus else prod
+            q = ctx.queue(f"pair{prod}")
+            out.append((prod, f"producer{prod}", self.producer(ctx, prod, q)))
+            out.append((cons, f"consumer{cons}", self.consumer(ctx, q)))
+        return out
+
+    def producer(self, ctx, cpu, q):
+        p = ctx.params
+        rng = ctx.rng(f"producer{cpu}")
+        batch = []
+        for _ in range(p["objects"]):
+            h = yield malloc(rng.choice(SIZES), "xmalloc", M_WAITOK)
+            yield work(p["work_cycles"])
+            batch.append(h)
+            if len(batch) == p["batch"]:
+                yield put(q, batch)
+                batch = []
+        if batch:
+            yield put(q, batch)
+        yield put(q, None)
+
+    def consumer(self, ctx, q):
+        while True:
+            batch = yield get(q)
+            if batch is None:
+                return
+            for h in batch:
+                yield free(h)
+                yield work(ctx.params["work_cycles"])
