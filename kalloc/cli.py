@@ -88,6 +88,18 @@ def make_parser() -> argparse.ArgumentParser:
     _machine_args(s, many=True)
     s.add_argument("--cost", action="append", metavar="NAME=CYCLES", dest="costs",
                    help="override a price of the cost model (docs/cost-model.md)")
+    s = sub.add_parser("scenario", help="a built-in experiment; isa-dma: the 2003 slab ISA bounce-buffer regression")
+    s.add_argument("name", choices=("isa-dma",), help="isa-dma: docs/isa-dma.md")
+    s.add_argument("--physmem", default="256M", help="physical memory (default 256M)")
+    s.add_argument("--ncpus", type=int, default=2, help="simulated CPUs (default 2)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--channel", type=int, default=5, help="the late driver's DMA channel: 0, 1, 3 or 5-7 (default 5)")
+    s.add_argument("--bounce", default="64K", help="its bounce buffer (default 64K)")
+    s.add_argument("--kernel-image", dest="kernel_image", default="4608K",
+                   help="what the loader and locore leave at 1 MiB (default 4608K)")
+    s.add_argument("--scale", type=float, default=1.0, help="multiplier of the boot load's /etc/rc work (default 1.0)")
+    s.add_argument("--format", default="table", help="table (default), json or csv")
+    s.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
     return p
 
 
@@ -222,6 +234,15 @@ def _progress(total: int):
     return tick
 
 
+def cmd_scenario(args) -> str:
+    from kalloc.dma.scenario import format_table, isa_dma_scenario
+    if args.format not in FORMATS:
+        raise ValueError(f"unknown format {args.format!r} (known: {', '.join(FORMATS)})")
+    rows = isa_dma_scenario(physmem=args.physmem, ncpus=args.ncpus, seed=args.seed, channel=args.channel,
+                            bounce=args.bounce, kernel_image=args.kernel_image, scale=args.scale)
+    return render(rows, args.format, lambda rs: format_table(rs) + "\n")
+
+
 COMMANDS = {
     "backends": lambda a: cmd_list(a, "backends"),
     "workloads": lambda a: cmd_list(a, "workloads"),
@@ -230,6 +251,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "scale": cmd_scale,
     "replay": cmd_replay,
+    "scenario": cmd_scenario,
 }
 
 

@@ -42,6 +42,7 @@ from attrs import field, frozen
 from kalloc import __version__, plugins
 from kalloc.backends.debug import DebugBackend
 from kalloc.costs import CostModel
+from kalloc.dma import dma_stats
 from kalloc.engine import URGENT, Engine
 from kalloc.errors import Deadlock, KernelPanic
 from kalloc.flags import ZERO
@@ -418,7 +419,7 @@ def run_one(spec: RunSpec) -> dict:
         sim.run()
     except KernelPanic as e:
         panic = str(e)
-    extra = {"params": params, "workload_counts": dict(sorted(ctx.counts.items()))}
+    extra = {"params": params, "workload_counts": dict(sorted(ctx.counts.items())), "dma": dma_stats(k)}
     rec = record(spec, sim, extra, _time.perf_counter() - t0, panic)
     plugins.plugin_manager().hook.kalloc_run_end(record=rec)
     return rec

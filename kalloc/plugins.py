@@ -16,6 +16,7 @@ from functools import lru_cache
 import pluggy
 
 from kalloc import hookspecs
+from kalloc.errors import KallocError
 
 DEFAULT_PLUGINS = (
     "kalloc.backends.bump",
@@ -29,7 +30,10 @@ DEFAULT_PLUGINS = (
 def plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("kalloc")
     pm.add_hookspecs(hookspecs)
-    pm.load_setuptools_entrypoints("kalloc")
+    try:
+        pm.load_setuptools_entrypoints("kalloc")
+    except Exception as e:  # a broken plugin package: say which, in one line
+        raise KallocError(f"a kalloc plugin failed to load: {type(e).__name__}: {e}") from e
     loaded = {getattr(p, "__name__", None) for p in pm.get_plugins()}
     for name in DEFAULT_PLUGINS:
         if name not in loaded:

@@ -2,6 +2,7 @@
 
 from kalloc.hookspecs import hookimpl
 from kalloc_plugins.workloads.fs import Fs
+from kalloc_plugins.workloads.isa import Isa
 from kalloc_plugins.workloads.larson import Larson
 from kalloc_plugins.workloads.net import Net
 from kalloc_plugins.workloads.prodcons import Prodcons
@@ -11,4 +12,4 @@ from kalloc_plugins.workloads.tty import Tty
 
 @hookimpl
 def kalloc_workloads():
-    return [Tty, Net, Fs, Scsi, Larson, Prodcons]
+    return [Tty, Net, Fs, Scsi, Larson, Prodcons, Isa]
