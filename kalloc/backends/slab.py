@@ -283,12 +283,16 @@ class SlabBackend(Backend):
 
     def _scan_or_fresh(self, z: SLZone, pg: int, f: int):
         """Advance z_FirstFreePg to the first non-empty page list (for good: a lazy lower
-        bound); with none, take the next never-used chunk at z_UAlloc."""
+        bound); with none, take back the chunks other CPUs freed (passive mode: the zone ran
+        out), else the next never-used chunk at z_UAlloc."""
         pa = z.page_ary
         npg = len(pa)
         while pg < npg and not pa[pg]:
             pg += 1
         z.first_free_pg = pg
+        if pg == npg and z.rchunks:
+            self._drain_remote(z)
+            pg = z.first_free_pg
         if pg < npg:
             self.cache_hot += 1
             return pa[pg].pop(), f & ZERO
