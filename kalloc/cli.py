@@ -45,6 +45,9 @@ def _machine_args(p: argparse.ArgumentParser, many: bool) -> None:
     g.add_argument("--format", help="table (default), json or csv")
     g.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
     g.add_argument("--plot", metavar="PNG", help="also draw a plot (needs matplotlib: kalloc[plot])")
+    g.add_argument("--timing", action="store_true",
+                   help="fill wall_seconds in JSON/CSV (left null by default, so that the same "
+                        "configuration and seed give byte-identical output)")
 
 
 def _workload_args(p: argparse.ArgumentParser, many: bool) -> None:
@@ -114,6 +117,15 @@ def _config(args, default_ncpus=(1,)):
     return build(file, cli, default_ncpus)
 
 
+def _untimed(args, records: list) -> list:
+    """wall_seconds is the one field that is not a function of the configuration: null it
+    unless --timing asks for it."""
+    if not getattr(args, "timing", False):
+        for r in records:
+            r["wall_seconds"] = None
+    return records
+
+
 def _emit(text: str, output: str | None) -> None:
     if output:
         with open(output, "w") as f:
@@ -161,7 +173,7 @@ def cmd_info(args) -> str:
 
 def cmd_run(args) -> str:
     cfg = _config(args)
-    rec = run_one(_spec(cfg, cfg.backends[0], cfg.workloads[0], cfg.ncpus[0], cfg.seed))
+    rec = _untimed(args, [run_one(_spec(cfg, cfg.backends[0], cfg.workloads[0], cfg.ncpus[0], cfg.seed))])[0]
     if cfg.plot:
         plot.plot_series([rec], cfg.plot)
     return render([rec], cfg.format, lambda rs: run_report(rs[0]))
@@ -184,7 +196,7 @@ def _replays(cfg, path: str, ncpus: int | None) -> list:
 def cmd_replay(args) -> str:
     cfg = _config(args)
     explicit = args.ncpus is not None or (args.config and "ncpus" in load_toml(args.config))
-    records = _replays(cfg, args.trace, cfg.ncpus[0] if explicit else None)
+    records = _untimed(args, _replays(cfg, args.trace, cfg.ncpus[0] if explicit else None))
     if cfg.plot:
         plot.plot_series(records, cfg.plot)
     return render(records, cfg.format, lambda rs: "\n".join(run_report(r) for r in rs))
@@ -195,6 +207,7 @@ def cmd_compare(args) -> str:
     records = _grid(cfg, cfg.ncpus)
     if cfg.trace:
         records += _replays(cfg, cfg.trace, None)
+    _untimed(args, records)
     if cfg.plot:
         plot.plot_compare(summarize(records), cfg.plot)
     return render(records, cfg.format, compare_table)

@@ -45,8 +45,10 @@ def test_compare_json_has_the_record_keys():
 def test_same_seed_same_json_bytes():
     args = ("compare", "--backends", "slab,kmem_map", "--ncpus", "2", "--format", "json",
             "--param", "bursts=20", "--seed", "7")
-    strip = lambda out: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in json.loads(out)]
-    assert strip(run(*args).stdout) == strip(run(*args).stdout)
+    a, b = run(*args).stdout, run(*args).stdout
+    assert a == b and json.loads(a)[0]["wall_seconds"] is None
+    timed = json.loads(run(*args, "--timing", "--workloads", "tty").stdout)
+    assert all(r["wall_seconds"] > 0 for r in timed)
 
 
 def test_config_file_and_command_line_wins(tmp_path):
