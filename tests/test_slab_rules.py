@@ -207,3 +207,17 @@ def test_zones_take_low_memory_under_the_2003_08_policy():
         return k.vtophys(p) >> 12
     assert lowest_zone_page("2003-08") < 1024          # below 4 MiB: taken from the low end
     assert lowest_zone_page("2003-09-14") > 15000      # the fix: high memory first
+
+
+def test_invariants_poison_freed_chunks_with_deadc0de():
+    k, t = kalloc.boot(ncpus=2, invariants=True), MallocType("x")
+    a, b = k.malloc(100, t), k.malloc(20000, t)
+    k.write(a, b"\x11" * 100)
+    k.free(a, t, cpu=1)                      # a remote free: the owner poisons it
+    k.free(b, t)
+    assert k.read(a, 64) == bytes.fromhex("dec0adde") * 16 and k.read(a + 64, 36) == b"\x11" * 36
+    plain = kalloc.boot()
+    c = plain.malloc(100, t)
+    plain.write(c, b"\x22" * 8)
+    plain.free(c, t)
+    assert plain.read(c, 8) == b"\x22" * 8     # without INVARIANTS freed memory is left alone
