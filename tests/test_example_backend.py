@@ -35,7 +35,8 @@ def test_listed_and_compared(installed):
     rows = json.loads(sh(BIN / "kalloc", "backends", "--format", "json").stdout)
     assert {"name": "firstfit", "origin": "kalloc-firstfit"}.items() <= next(
         r for r in rows if r["name"] == "firstfit").items()
-    recs = json.loads(sh(BIN / "kalloc", "compare", "--backends", "slab,firstfit", "--param", "bursts=10",
+    recs = json.loads(sh(BIN / "kalloc", "compare", "--backends", "slab,firstfit", "--workloads", "tty",
+                         "--ncpus", "1", "--param", "bursts=10",
                          "--format", "json").stdout)
     assert [r["backend"] for r in recs] == ["slab", "firstfit"] and all(r["panic"] is None for r in recs)
 
