@@ -75,8 +75,9 @@ def test_cli_replay_stdin_and_determinism(tmp_path):
 
 
 def test_cli_compare_with_trace_sits_beside_workloads(tmp_path):
-    p = subprocess.run([KALLOC, "compare", "--backends", "bump", "--workloads", "tty", "--param", "bursts=5", "--trace",
-                        str(small_trace(tmp_path, LINES)), "--format", "json"], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([KALLOC, "compare", "--backends", "bump", "--workloads", "tty", "--ncpus", "1",
+                        "--param", "bursts=5", "--trace", str(small_trace(tmp_path, LINES)), "--format", "json"],
+                       capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert [r["workload"].split(":")[0] for r in json.loads(p.stdout)] == ["tty", "trace"]
 
