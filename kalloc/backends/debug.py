@@ -119,6 +119,8 @@ class DebugBackend:
         if base is None:
             return None
         user = base + rz
+        if user in self.blocks:          # a pointer the backend shares (slab's ZERO_LENGTH_PTR)
+            return user
         site = self.site_hint or caller_site()
         if f & ZERO and self.o["invariants"] and size:
             dirty = sum(1 for b in self.kernel.vm.read(user, size) if b)
@@ -135,6 +137,8 @@ class DebugBackend:
     # --- free ------------------------------------------------------------------------------
     def free(self, addr, mtype, cpu=0):
         b = self.blocks.get(addr)
+        if b is not None and not b.size and not self.rz and not self.inner.usable_size(addr):
+            return self.inner.free(addr, mtype, cpu)   # a shared zero-length pointer stays tracked
         if b is None:
             q = self.quarantined.get(addr)
             if q is not None:
