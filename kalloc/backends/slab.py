@@ -1,163 +1,287 @@
-"""``slab``: the DragonFly BSD per-CPU slab allocator (kern_slaballoc.c 1.1/1.2, 2003-08-27).
+"""``slab``: DragonFly BSD's per-CPU slab allocator, kern_slaballoc.c 1.2 (2003-08-27).
 
-MP SAFE by design: each CPU owns its zones; malloc and a local free take no lock, only a
-critical section; a free of another CPU's chunk is forwarded to the owner by IPI.
-(research/slab.md; the seed announcement in shared/seed/.)
+Deterministic: the same calls give the same addresses, byte for byte.  Source:
+research/slab.md (the digest of kern_slaballoc.c 1.1/1.2 and slaballoc.h 1.1/1.2, section
+numbers below are its sections).  Later DragonFly improvements are options, each off by
+default and dated (docs/slab.md).
 
-Zones
------
-Allocations are split into 72 zones by size (``zoneindex``); each zone index has one
-chunk size.  A zone is a block of ZoneSize bytes (32K, 64K or 128K, chosen from physical
-memory at boot), aligned to ZoneSize, so the zone header is found by masking the pointer::
+The data structures (sections 2.3, 3.1)
+---------------------------------------
+Each CPU owns an ``SLGlobalData``: ``ZoneAry[72]``, one singly linked list per zone index
+of *its* zones that have a free chunk, and ``FreeZones``, wholly free zones kept for reuse
+(``NFreeZones`` of them, at most ZONE_RELS_THRESH = 2).  malloc and a free of one's own
+memory take no lock, only a critical section (counted in ``crit_sections``).  A zone is
+ZoneSize bytes of kernel_map (32, 64 or 128 KiB, 1/1024 of RAM, global) *aligned to
+ZoneSize*, so the in-band header of the zone holding any chunk is ``ptr & ~ZoneMask``::
 
-    base (ZoneSize aligned)                                          base + ZoneSize
-    | SLZone header | pad | chunk 0 | chunk 1 | ... | chunk NMax-1 | waste |
-    <-- off: header rounded to 8, or to the chunk size for powers of two -->
-                           ^ z_UAlloc: next never-used chunk (linear)
-    z_PageAry[p]: LIFO free list of the chunks that start in page p; z_FirstFreePg: the
-    lowest page whose list may be non-empty, so lower pages are reused first.
+    zone (ZoneSize, ZoneSize-aligned)        ZoneAry[zi] of cpu 1: head -> z3 -> z1 -> NULL
+    +---------------+----+----+----+----+- ... -+----+----------+------------+
+    | SLZone header |gap | c0 | c1 | c2 |       |cN-1| never-used | tail waste |
+    | 164/168 bytes |    |    |    |    |       |    | ^ z_UAlloc |            |
+    +---------------+----+----+----+----+- ... -+----+----------+------------+
+    ^ z = ptr & ~ZoneMask  ^ first chunk at ``off`` (header rounded to 8, or to the chunk
+                             size for a power of two: 2048-byte chunks start at 2048)
+    z_PageAry[pg]: a LIFO of the free chunks that *start* in page pg of the zone;
+    z_FirstFreePg: the lowest page whose list may be non-empty (a lazy lower bound),
+    so chunks in low pages are reused first; never-used chunks come from z_UAlloc.
 
-    request n      chunking   chunk sizes         zones
-    1 - 127          8          8 ... 128           0 - 15
-    128 - 255       16        128 ... 256          15 - 23
-    256 - 511       32        256 ... 512          23 - 31
-    512 - 1023      64        512 ... 1024         31 - 39
-    1024 - 2047    128       1024 ... 2048         39 - 47
-    2048 - 4095    256       2048 ... 4096         47 - 55
-    4096 - 8191    512       4096 ... 8192         55 - 63
-    8192 - 16383  1024       8192 ... 16384        63 - 71
+z_NFree counts free-list and never-used chunks.  When it reaches 0 in malloc the zone
+leaves ZoneAry (allocation is always from the head); the first free pushes it back at the
+head; a wholly free zone that is not the last of its size on ZoneAry goes to FreeZones
+(magic -1).  Large requests (>= ZoneLimit 16384, and every multiple of PAGE_SIZE) take their
+own pages from kmem_slab_alloc, page-aligned, the page count recorded in ``kmemusage``.
 
-Requests of 0 bytes return ZERO_LENGTH_PTR (-8); requests of 16384 or more, and exact
-page multiples, go to kmem_slab_alloc: whole pages on kernel_map, counted by page in the
-kmemusage array.  Worst case: a CPU that touches every zone index holds 72 zones (9 MiB
-at 128K) plus its FreeZones cache, whatever it allocates.
+Size classes: zoneindex() (section 1.2), 72 zones for ZoneLimit 16384::
 
-Per CPU (SLGlobalData): ZoneAry[72], singly linked lists of zones with free chunks (the
-head is always the one used; a new zone and a zone getting its first free back go to
-the head); FreeZones, wholly free zones kept for reuse (ZONE_RELS_THRESH = 2).
+    request     chunking  chunk sizes        zones   NMax at 32K / 64K / 128K (first, last)
+    1..127      8         8 .. 128           0-15    4075 / 8171 / 16363 .. 254 / 510 / 1022
+    128..255    16        128 .. 256         15-23
+    256..511    32        256 .. 512         23-31
+    512..1023   64        512 .. 1024        31-39
+    1024..2047  128       1024 .. 2048       39-47
+    2048..4095  256       2048 .. 4096       47-55   (4096: kmem)
+    4096..8191  512       4096 .. 8192       55-63   (8192: kmem)
+    8192..16383 1024      8192 .. 16384      63-71   (12288: kmem; 71: 1 / 3 / 7 chunks)
+    >= 16384    pages     round_page(n)      kmem    page-aligned, ku_pagecnt
 
-What kalloc does differently (XXX)
-----------------------------------
-* Free lists and kmemusage are Python lists and dicts; no link words are written into the
-  simulated chunks, so freed memory keeps the caller's bytes (the M_ZERO bug still shows,
-  because reused zones are not re-zeroed).
-* No page is PG_ZERO (kalloc does not model idle page zeroing): every M_ZERO page is
-  zeroed and counted.
-* FreeZones trimming in free() tests ``lockstatus(&kernel_map)``; the simulated kernel_map
-  is never held across a free, so that test always passes.
-* The ZoneSize-32K quirk (zone 71 holds one chunk and is pushed full): where 1.1 would
-  hand out memory past the zone, kalloc panics with the INVARIANTS assertion instead.
-* ``ks_maxused`` is kept (the original never updated it).
-* Both first-week bugs are knobs, off by default, so comparisons measure the design:
-  ``mzero_bug`` (rev 1.1, fixed the same day) and ``realloc_bug`` (Bug A of research/slab.md
-  6.1, fixed 2009-04-22).
+Worst-case overhead: a request just above a band start wastes 1/8 of its chunk (8193 bytes
+take 9216), the first band more (9 bytes take 16).  Per zone, the header gap and tail waste:
+the 16384-byte zone wastes its first 16 KiB (half of a 32K zone), the 9216-byte zone 5120
+bytes of a 32K zone.  Every size class a CPU has used keeps one zone even when empty, so
+the worst case is 72 x ZoneSize per CPU (9 MiB at 128K), plus 2 free zones per CPU.  A large
+block wastes up to 4095 bytes of its last page.
 
-Knobs from later versions (off by default): ``zone_limit="runtime"`` (2003-10-02:
-min(ZoneSize/4, 16384)), ``remote_free="passive"`` (2010-09-18: lock-free RChunks and a
-passive IPI only when the owner must be told), ``zone_cache=N`` (FreeZones per CPU; 32
-from 2011-03-08), ``mzero_bug=True`` (rev 1.1: M_ZERO could return dirty memory).
+Cross-CPU free (section 4.1): a free of a chunk whose zone another CPU owns is an IPI to the
+owner, which does the free and the accounting (``remote_frees``; the machine counts the IPI).
+Knob ``remote_free="passive"`` (2010-09-18, section 8): the chunk is pushed on the zone's
+RChunks by compare-and-swap (``remote_cas``), accounting on the freeing CPU, and a passive
+IPI goes only when the owner flagged z_RSignal and RChunks goes from empty to non-empty.
+
+M_ZERO (section 3.3): new zones are allocated with M_ZERO (page level), so never-used chunks
+are zero and are not zeroed again; a zone reused from FreeZones has only its header zeroed
+and, since 1.2, SLZF_UNOTZEROD, so its never-used chunks are zeroed on M_ZERO.  Option
+``mzero_bug=True`` is rev 1.1 (header 164 bytes, no SLZF_UNOTZEROD): M_ZERO can return dirty
+memory.  Page classes (section 5.1): the 2003 VM_ALLOC_* are states, and kmem_slab_alloc ORs
+VM_ALLOC_ZERO into them, so every M_ZERO request (every new zone) is VM_ALLOC_ZERO; the page
+policy decides which physical pages that takes (the ISA DMA regression of section 7).
+
+Deviations and gaps (also in docs/slab.md):
+  * Free lists, RChunks and the zone header fields are out of band (Python lists and a
+    ``Zone`` object per zone base): no link word is written into a free chunk, and a remote
+    free does not write the type pointer into the chunk's first word.  The header's bytes are
+    reserved (the first-chunk offset) and zeroed where the original zeroes them.
+  * ``kmemusage`` is a dict page index -> ku_pagecnt; on i386 its 1.0 MB array (255 pages)
+    is allocated at boot all the same.  On amd64 the 2010 design is used (ku_pagecnt in
+    struct vm_page, no array): a 4-byte entry per page of a 512 GiB kernel map would be 512 MiB.
+  * No page is ever PG_ZERO (kalloc has no idle page zeroing), so M_ZERO pages are always
+    zeroed by kmem_slab_alloc.  There is no contention for kernel_map's lock, so the
+    ``lockstatus`` test of the 1.1 trimming is always 0; kmem_slab_alloc/free count one
+    ``lock_acquires`` each (vm_map_lock of kernel_map).
+  * ks_maxused is kept (kalloc's high-water mark); the original never updated it.
+  * Where the original corrupts itself -- ZoneSize 32K with the constant limit 16384, zone
+    71 holds one chunk and stays on ZoneAry when full (section 2.4) -- kalloc panics with an
+    explanation: at the next malloc of that size (1.1 hands out memory past the zone) and at
+    the first free (1.1 links the zone to itself and puts it on FreeZones while ZoneAry still
+    points to it).  free(NULL) panics too (1.1 indexes kmemusage out of range).
+  * realloc's Bug A (zoneindex on sizes >= 16384 panics, until 2009-04-22) is off unless
+    ``realloc_bug``; Bug B (M_ZERO passed through) is always there.
+  * kalloc's always-on check catches double, wild and wrong-type frees before the code
+    runs, so the DIAGNOSTIC "Double free at %p" heuristic and the BADFREE/FFPG panics cannot
+    fire.  Under ``invariants`` freed memory gets the 0xdeadc0de fill (64 bytes at most) and
+    the zone-71 case gives "assertion: z->z_NFree > 0 in malloc".
+  * XXX: not modelled: the 2003-08-28 cache-colouring slide (JunkIndex), FreeOvZones and
+    interrupt context (2003-10-02), per-CPU type statistics (2003-10-18), the recent
+    TAILQ/LChunks layout, slab_cleanup's 10-second RChunks drain, the INVARIANTS bitmap.
 """
 
 from __future__ import annotations
 
+from attrs import define, field
+
 from kalloc.backends.base import Backend, Option, bad_free, check_args
 from kalloc.errors import Deadlock, KernelPanic
-from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, WAITOK, ZERO
+from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, flag_names
 from kalloc.hookspecs import hookimpl
-from kalloc.machine import VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM, VM_ALLOC_ZERO
+from kalloc.machine import ARCHES, VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM, VM_ALLOC_ZERO
 
-ZALLOC_ZONE_LIMIT = 16384
+# --- slaballoc.h 1.1/1.2 and kern_slaballoc.c 1.1 (section 1.1) -------------------------------
+ZALLOC_ZONE_LIMIT = 16384             # requests >= this go to kmem (constant until 2003-10-02)
 ZALLOC_MIN_ZONE_SIZE = 32768
 ZALLOC_MAX_ZONE_SIZE = 131072
-ZALLOC_SLAB_MAGIC = 0x736C6162
-NZONES = 72
-ZONE_RELS_THRESH = 2
-SLZF_UNOTZEROD = 1
-WEIRD_ADDR = 0xDEADC0DE
+ZALLOC_SLAB_MAGIC = 0x736C6162        # "slab"
+NZONES = 72                           # for ZALLOC_ZONE_LIMIT 16384 (80 only if it were 32768)
+MIN_CHUNK_SIZE = 8
+MIN_CHUNK_MASK = MIN_CHUNK_SIZE - 1
+ZONE_RELS_THRESH = 2                  # free zones cached per CPU (32 since 2011-03-08)
+SLZF_UNOTZEROD = 0x0001               # 1.2: never-used chunks of this zone are not zero
+WEIRD_ADDR = 0xDEADC0DE               # INVARIANTS fill, weirdary[16] (int32): 64 bytes
+MAX_COPY = 64
+PAGE_SHIFT = 12                       # both kalloc arches have 4 KiB pages
+PAGE_SIZE = 1 << PAGE_SHIFT
+PAGE_MASK = PAGE_SIZE - 1
+KMEMUSAGE_SIZE = 4                    # sizeof(struct kmemusage) on i386
+KU_PAGECNT_MAX = 65535                # ku_pagecnt is a u_short until 2010-02-09
 
-# (chunking, band start, index offset) of each band of zoneindex()
-BANDS = ((8, 0, -1), (16, 128, 7), (32, 256, 15), (64, 512, 23), (128, 1024, 31),
-         (256, 2048, 39), (512, 4096, 47), (1024, 8192, 55))
+# zoneindex() bands (section 1.2): (requests below, granularity, index offset).
+BANDS = ((128, 8, -1), (256, 16, 7), (512, 32, 15), (1024, 64, 23), (2048, 128, 31),
+         (4096, 256, 39), (8192, 512, 47), (16384, 1024, 55))
+
+# struct SLZone (section 2.3): (field, C type, count); "p" is a pointer.
+_SLZONE_1_1 = (("z_Magic", "i", 1), ("z_Cpu", "i", 1), ("z_NFree", "i", 1), ("z_Next", "p", 1),
+               ("z_NMax", "i", 1), ("z_UAlloc", "i", 1), ("z_ChunkSize", "i", 1),
+               ("z_FirstFreePg", "i", 1), ("z_ZoneIndex", "i", 1))
+_PAGE_ARY = (("z_PageAry", "p", ZALLOC_MAX_ZONE_SIZE // PAGE_SIZE),)
+SLZONE_FIELDS = {
+    "1.1": _SLZONE_1_1 + _PAGE_ARY,
+    "1.2": _SLZONE_1_1 + (("z_Flags", "i", 1),) + _PAGE_ARY,   # c7158d945f: after z_ZoneIndex
+}
 
 
+# --- the rules, as pure functions -------------------------------------------------------------
 def zoneindex(n: int) -> tuple[int, int]:
-    """(zone index, chunk size) for a request of n bytes, 1 <= n < 16384, as zoneindex()."""
-    if not 0 < n < ZALLOC_ZONE_LIMIT:
-        raise KernelPanic(f"Unexpected byte count {n}")
-    for chunking, start, offset in reversed(BANDS):
-        if n >= start:
-            c = (n + chunking - 1) & ~(chunking - 1)
-            return c // chunking + offset, c
-    raise AssertionError("unreachable")
+    """(zone index, chunk size) for a request of n bytes: n rounded up to its band's
+    granularity.  n = 0 gives (-1, 0), as the C does; n >= 16384 panics."""
+    for below, gran, base in BANDS:
+        if n < below:
+            chunk = (n + gran - 1) & -gran
+            return chunk // gran + base, chunk
+    raise KernelPanic(f"Unexpected byte count {n}")
 
 
-ZTAB = [(-1, 0)] + [zoneindex(n) for n in range(1, ZALLOC_ZONE_LIMIT)]
-CHUNK_SIZES = sorted({c for _, c in ZTAB[1:]})
+_ZONE_OF = tuple(zoneindex(n) for n in range(ZALLOC_ZONE_LIMIT))    # the hot path's zoneindex
+CHUNK_SIZES = sorted({c for _, c in _ZONE_OF[1:]})                    # chunk size of each zone
 
 
-def zone_size(usable_bytes: int) -> int:
-    """kmeminit: ZoneSize doubles from 32K while below 128K and twice it < memory in KB."""
-    usesize = usable_bytes // 1024
+def zone_size(usable_bytes: int, kva_size: int | None = None) -> int:
+    """kmeminit's ZoneSize: 32K, doubled while below 128K and twice it is below the usable
+    memory counted in KB (capped at the KVA size): a byte count compared with a KB count,
+    so "about 1/1024 of memory" (section 2.1): <= 64 MiB 32K, <= 128 MiB 64K, else 128K."""
+    limsize = usable_bytes if kva_size is None else min(usable_bytes, kva_size)
+    usesize = limsize // 1024
     zs = ZALLOC_MIN_ZONE_SIZE
-    while zs < ZALLOC_MAX_ZONE_SIZE and (zs << 1) < usesize:
+    while zs < ZALLOC_MAX_ZONE_SIZE and zs << 1 < usesize:
         zs <<= 1
     return zs
 
 
-def zone_header_size(arch: str, version: str = "1.2") -> int:
-    """sizeof(SLZone): 9 ints/pointers + z_PageAry[32] (+ z_Flags in 1.2).
-    i386: 164 (1.1), 168 (1.2).  amd64 (natural alignment, 8-byte pointers): z_Next at 16,
-    the ints up to 44 (48 with padding, with or without z_Flags), z_PageAry at 48: 304."""
-    if arch == "i386":
-        return 164 if version == "1.1" else 168
-    return 304
+def zone_limit(zone_size_: int, mode: str = "constant") -> int:
+    """ZoneLimit: the constant 16384 (original) or min(ZoneSize/4, 16384) (2003-10-02)."""
+    return ZALLOC_ZONE_LIMIT if mode == "constant" else min(zone_size_ // 4, ZALLOC_ZONE_LIMIT)
+
+
+def zone_header_size(arch_name: str, version: str = "1.2") -> int:
+    """sizeof(SLZone) with C natural alignment: i386 164 (1.1) / 168 (1.2); amd64, with
+    8-byte pointers, 304 for both (the 4-byte pad before z_PageAry is where 1.2's z_Flags goes)."""
+    ptr = ARCHES[arch_name].ptr_size
+    off = align = 0
+    for _name, ctype, count in SLZONE_FIELDS[version]:
+        size = ptr if ctype == "p" else 4
+        align = max(align, size)
+        off = (off + size - 1) // size * size + size * count
+    return (off + align - 1) // align * align
+
+
+def is_power_of_two(size: int) -> bool:
+    """The zone code's test: (size | (size - 1)) + 1 == 2 * size."""
+    return (size | (size - 1)) + 1 == size << 1
 
 
 def first_offset(chunk: int, header: int) -> int:
-    """Offset of chunk 0: the header rounded to the chunk size for powers of two, else to 8."""
-    align = chunk if chunk & (chunk - 1) == 0 else 8
-    return (header + align - 1) & ~(align - 1)
+    """Offset of chunk 0 from the zone base (section 1.4): the header rounded up to the
+    chunk size for a power of two (so every chunk is size-aligned), else to 8."""
+    if is_power_of_two(chunk):
+        return (header + chunk - 1) & -chunk
+    return (header + MIN_CHUNK_MASK) & ~MIN_CHUNK_MASK
 
 
-def zone_nmax(zsize: int, chunk: int, header: int) -> int:
-    return (zsize - first_offset(chunk, header)) // chunk
+def zone_nmax(zone_size_: int, chunk: int, header: int) -> int:
+    """z_NMax: the chunks a zone holds after its first-chunk offset (section 2.4)."""
+    return (zone_size_ - first_offset(chunk, header)) // chunk
 
 
-class SLZone:
-    """A zone header (out of band: the simulated header bytes are not written)."""
-
-    __slots__ = ("base", "magic", "cpu", "nfree", "nmax", "ualloc", "chunk", "first_free_pg",
-                 "zi", "page_ary", "flags", "rchunks")
-
-    def __init__(self, base: int):
-        self.base = base
-        self.rchunks: list = []
+def type_limit(usable_bytes: int, kva_size: int) -> int:
+    """malloc_init's ks_limit: min(physical memory, KVA size) / 10."""
+    return min(usable_bytes, kva_size) // 10
 
 
+def slab_page_class(flags: int) -> int:
+    """kmem_slab_alloc's vm_page_alloc class (section 5.1): VM_ALLOC_ZERO (3) ORed into
+    INTERRUPT (1) or SYSTEM (2) gives 3, so any M_ZERO request is VM_ALLOC_ZERO; otherwise
+    M_NOWAIT without M_USE_RESERVE is INTERRUPT and everything else SYSTEM."""
+    base = VM_ALLOC_INTERRUPT if flags & (NOWAIT | USE_RESERVE) == NOWAIT else VM_ALLOC_SYSTEM
+    return base | VM_ALLOC_ZERO if flags & ZERO else base
+
+
+# --- per-zone and per-CPU state ---------------------------------------------------------------
+@define(slots=True, eq=False)
+class Zone:
+    """struct SLZone, out of band; ``base`` is the zone's address (where the header is)."""
+
+    base: int
+    cpu: int                          # z_Cpu: the CPU that created it owns it
+    magic: int = ZALLOC_SLAB_MAGIC    # -1 while on FreeZones
+    zi: int = 0
+    chunk: int = 0                    # z_ChunkSize
+    off: int = 0                      # first-chunk offset
+    nmax: int = 0
+    nfree: int = 0
+    ualloc: int = 0                   # offset of the next never-used chunk
+    first_free_pg: int = 0
+    flags: int = 0                    # 1.2: SLZF_UNOTZEROD
+    page_ary: list = field(factory=list)   # per page a LIFO of free chunks (top = head)
+    zone_list: list = field(factory=list)  # the owner's ZoneAry[zi] (kalloc's shortcut)
+    rchunks: list = field(factory=list)    # passive remote free: z_RChunks (top = head)
+    rsignal: int = 0
+    rcount: int = 0
+
+    def setup(self, zi: int, chunk: int, off: int, nmax: int, npages: int, flags: int, zone_list: list) -> None:
+        """The new-zone assignments of malloc (section 3.2 step 9): the first chunk is
+        handed out at once, so NFree = NMax - 1 and UAlloc = off + chunk."""
+        self.magic = ZALLOC_SLAB_MAGIC
+        self.zi, self.chunk, self.off, self.nmax = zi, chunk, off, nmax
+        self.nfree = nmax - 1
+        self.ualloc = off + chunk
+        self.first_free_pg = npages
+        self.flags = flags
+        self.page_ary = [[] for _ in range(npages + 1)]   # + a sentinel, always empty
+        self.zone_list = zone_list
+        self.rchunks = []
+        self.rsignal = self.rcount = 0
+
+
+def _never_used_flags(z: Zone, f: int) -> int:
+    """M_ZERO for a never-used chunk (section 3.3): dropped when the zone came zeroed from
+    kmem_slab_alloc, kept when it was reused from FreeZones (1.2's SLZF_UNOTZEROD; 1.1 never
+    sets it: the M_ZERO bug)."""
+    return f if z.flags & SLZF_UNOTZEROD else f & ~ZERO
+
+
+@define(slots=True, eq=False)
 class SLGlobalData:
-    """Per-CPU slab state: ZoneAry, FreeZones."""
+    """gd_slab of one CPU.  Lists are Python lists whose *end* is the head: push at the
+    head is append, the head is [-1], NFreeZones is len(free_zones)."""
 
-    __slots__ = ("zone_ary", "free_zones")
-
-    def __init__(self):
-        self.zone_ary = [[] for _ in range(NZONES)]   # each list: head = last element
-        self.free_zones: list = []                     # head = last element
+    cpu: int
+    zone_ary: list = field(factory=lambda: [[] for _ in range(NZONES)])
+    free_zones: list = field(factory=list)
 
 
 class SlabBackend(Backend):
     NAME = "slab"
-    DESCRIPTION = "DragonFly BSD per-CPU slab allocator (2003-08-27), later improvements as knobs"
+    DESCRIPTION = "DragonFly BSD per-CPU slab allocator (kern_slaballoc.c 1.2, 2003), later fixes as knobs"
     DEFAULT_PAGE_POLICY = "2003-09-14"
     ALIGNS_POWERS_OF_TWO = True
     OPTIONS = {
-        "zone_limit": Option("constant", "constant: 16384 (2003-08); runtime: min(ZoneSize/4, 16384) (2003-10-02)",
-                             ("constant", "runtime")),
-        "remote_free": Option("ipi", "ipi: one IPI per cross-CPU free (2003); passive: RChunks + passive IPI (2010)",
-                              ("ipi", "passive")),
-        "zone_cache": Option(ZONE_RELS_THRESH, "wholly free zones kept per CPU (2 in 2003, 32 from 2011-03-08)"),
-        "mzero_bug": Option(False, "rev 1.1: M_ZERO chunks of a zone reused from FreeZones are not zeroed"),
-        "realloc_bug": Option(False, "2003-2009: realloc of a zone chunk to >= 16384 bytes panics "
-                                     "'Unexpected byte count' (fixed 2009-04-22)"),
+        "zone_limit": Option("constant", "constant: requests >= 16384 go to kmem (2003-08); runtime: "
+                                         "min(ZoneSize/4, 16384) (2003-10-02)", ("constant", "runtime")),
+        "remote_free": Option("ipi", "ipi: one IPI per cross-CPU free (2003-08); passive: RChunks and a "
+                                     "passive IPI only when the owner asks (2010-09-18)", ("ipi", "passive")),
+        "zone_cache": Option(ZONE_RELS_THRESH, "wholly free zones kept per CPU (2; 32 since 2011-03-08)"),
+        "zone_trim": Option("free", "free: trim FreeZones in free() (2003-08); malloc: in the next "
+                                    "blocking malloc (2003-09-25)", ("free", "malloc")),
+        "mzero_bug": Option(False, "rev 1.1: M_ZERO may return dirty memory from a reused zone"),
+        "realloc_bug": Option(False, "realloc runs zoneindex on sizes >= ZoneLimit and panics "
+                                     "\"Unexpected byte count\" (Bug A, 2003-08 until 2009-04-22)"),
     }
 
     def __init__(self, kernel, options):
@@ -165,375 +289,513 @@ class SlabBackend(Backend):
         m = self.machine
         a = m.arch
         self.ncpus = m.ncpus
-        self.page_size = ps = a.page_size
-        self.page_mask = ps - 1
-        self.zero_length_ptr = (1 << (8 * a.ptr_size)) - 8
-        limsize = min(m.npages * ps, a.kva_size)
-        self.zone_size = zone_size(limsize)
-        self.zone_mask = self.zone_size - 1
-        self.base_mask = ~self.zone_mask
-        self.page_shift = a.page_shift
-        self.zone_pages = self.zone_size // ps
-        self.zone_limit = (min(self.zone_size // 4, ZALLOC_ZONE_LIMIT) if options["zone_limit"] == "runtime"
-                           else ZALLOC_ZONE_LIMIT)
-        self.header = zone_header_size(a.name, "1.1" if options["mzero_bug"] else "1.2")
-        self.type_limit = limsize // 10
-        self.gd = [SLGlobalData() for _ in range(m.ncpus)]
-        self.zone_ary = [g.zone_ary for g in self.gd]
-        self.zones: dict = {}        # zone base -> SLZone
-        self.large: dict = {}        # kmemusage: address of a large block -> ku_pagecnt
-        self.live: dict = {}         # address -> malloc type, every live allocation
+        self.kva_min = a.kva_min
+        self.ptr_mask = (1 << 8 * a.ptr_size) - 1
+        self.zero_length_ptr = -8 & self.ptr_mask
+        self.version = "1.1" if options["mzero_bug"] else "1.2"
+        self.unotzerod = 0 if options["mzero_bug"] else SLZF_UNOTZEROD
+        self.header_size = zone_header_size(a.name, self.version)
+        usable = m.npages * a.page_size            # v_page_count * PAGE_SIZE
+        self.zone_size = zs = zone_size(usable, a.kva_size)
+        self.zone_mask = zs - 1
+        self.zone_base_mask = ~self.zone_mask
+        self.zone_page_count = zs // PAGE_SIZE
+        self.zone_limit = zone_limit(zs, options["zone_limit"])
+        self.type_limit = type_limit(usable, a.kva_size)
+        self.offsets = [first_offset(c, self.header_size) for c in CHUNK_SIZES]
+        self.nmaxes = [zone_nmax(zs, c, self.header_size) for c in CHUNK_SIZES]
         self.passive = options["remote_free"] == "passive"
-        self.mzero_bug = options["mzero_bug"]
         self.zone_cache = options["zone_cache"]
-        self.kmem_slab_frees = 0
-        if options["invariants"]:
-            self.free = self._free_invariants
+        self.trim_in_free = options["zone_trim"] == "free"
+        if self.trim_in_free and self.zone_cache == 0:
+            raise ValueError("zone_cache=0 needs zone_trim=malloc: the 1.1 trimming in free() replaces "
+                             "the head of FreeZones when it holds exactly zone_cache zones, and with 0 "
+                             "that head is NULL")
+        self.realloc_bug = options["realloc_bug"]
+        self.invariants = options["invariants"]
+        self.slgd = [SLGlobalData(c) for c in range(self.ncpus)]
+        self._ary = [gd.zone_ary for gd in self.slgd]
+        self.trim_pending = [False] * self.ncpus   # zone_trim=malloc: NFreeZones > zone_cache
+        self.zones: dict = {}                # zone base -> Zone (live or on a FreeZones list)
+        self.live: dict = {}                 # addr -> MallocType, the always-on check
+        self.kmemusage: dict = {}            # page index (addr - KVA min) >> 12 -> ku_pagecnt
+        self.large_freed: set = set()        # starts of freed large blocks (double-free reports)
+        self.zones_created = self.zones_released = self.kmem_slab_frees = 0
+        self.boot_message = f"Slab ZoneSize set to {zs // 1024}KB"   # printf under bootverbose
+        # kmeminit: the kmemusage array, one 4-byte entry per KVA page, with M_ZERO (i386).
+        self.kmemusage_bytes = a.kva_size // PAGE_SIZE * KMEMUSAGE_SIZE if a.ptr_size == 4 else 0
         self.kmemusage_va = None
-        if a.name == "i386":   # one 4-byte entry per KVA page, allocated at boot with M_ZERO
-            self.kmemusage_va = self.kmem_slab_alloc(a.kva_size // ps * 4, ps, WAITOK | ZERO)
+        if self.kmemusage_bytes:
+            self.kmemusage_va = self._kmem_slab_alloc(self._round_page(self.kmemusage_bytes), PAGE_SIZE,
+                                                      ZERO, None)
+        if self.invariants:
+            self.free = self._free_invariants
+        if not self.trim_in_free:
+            self.malloc = self._malloc_trimming
 
     def default_type_limit(self) -> int:
         return self.type_limit
 
-    # --- kmem_slab_alloc / kmem_slab_free -----------------------------------------------
-    def kmem_slab_alloc(self, size: int, align: int, f: int):
-        """Pages on kernel_map (research/slab.md 6.2); None, a Deadlock (vm_wait) or the panic."""
-        ps = self.page_size
-        size = (size + ps - 1) & ~(ps - 1)
-        vm = self.vm
-        va = vm.kernel_map.findspace(size, align)
-        if va is None:
-            if f & MAY_FAIL:
-                return None
-            raise KernelPanic("kmem_slab_alloc(): kernel_map ran out of space!")
-        if f & ZERO:
-            pclass = VM_ALLOC_ZERO        # 2003 quirk: ZERO (3) ORed into a state
-        elif f & NOWAIT and not f & USE_RESERVE:
-            pclass = VM_ALLOC_INTERRUPT
-        else:
-            pclass = VM_ALLOC_SYSTEM
-        npages = size // ps
-        if not vm.map_pages(va, npages, pclass, (va - self.machine.arch.kva_min) // ps):
-            vm.kernel_map.remove(va, size)
-            if f & NOWAIT:
-                return None
-            raise Deadlock(f"kmem_slab_alloc({size}) sleeps in vm_wait: {self.machine.free_count} "
-                           f"free pages", channel="vmwait")
-        if f & ZERO:
-            vm.zero(va, size)
-        return va
+    @staticmethod
+    def _round_page(n: int) -> int:
+        return (n + PAGE_MASK) & ~PAGE_MASK
 
-    def kmem_slab_free(self, va: int, size: int) -> None:
-        self.vm.unmap_pages(va, size // self.page_size)
-        self.vm.kernel_map.remove(va, size)
-        self.kmem_slab_frees += 1
-
-    # --- malloc ---------------------------------------------------------------------------
+    # --- malloc ---------------------------------------------------------------------------------
     def malloc(self, size, mtype, flags=2, cpu=0):
-        """(PER-CPU) M_NOWAIT, M_WAITOK, M_ZERO, M_USE_RESERVE, M_NULLOK."""
+        """malloc(9) (PER-CPU: a critical section, no lock; MAY SLEEP in vm_wait without
+        M_NOWAIT): M_NOWAIT, M_WAITOK, M_ZERO, M_USE_RESERVE, M_NULLOK.  Phases: type
+        limit, size 0, large, existing zone (free lists, then never-used), new zone."""
         f = FLAG_INT.get(flags, -1)
         if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
             size, f = check_args(size, flags, cpu, self.ncpus)
         try:
             if mtype._k is not self.kernel:
-                self.kernel.bind_type(mtype)
+                self.kernel.bind_type(mtype)     # malloc_init, lazily
         except AttributeError:
-            self.kernel.bind_type(mtype)      # not a MallocType: a clear TypeError
-        mtype.calls += 1
-        if mtype.memuse >= mtype.limit:
+            self.kernel.bind_type(mtype)         # not a MallocType: the TypeError
+        mtype.calls += 1                         # every call, failures and size 0 included
+        if mtype.memuse >= mtype.limit:          # before adding: one call may overshoot
             if f & MAY_FAIL:
                 return None
             raise KernelPanic(f"{mtype.name}: malloc limit exceeded")
-        if size >= self.zone_limit or not size & self.page_mask:
-            if size == 0:
-                return self.zero_length_ptr
-            return self._malloc_large(size, mtype, f)
-        zi, chunk = ZTAB[size]
-        self.crit_sections += 1
-        zl = self.zone_ary[cpu][zi]
-        if zl:
+        if size >= self.zone_limit or not size & PAGE_MASK:
+            return self._malloc_large(size, mtype, f, cpu)
+        zi, chunk = _ZONE_OF[size]
+        zl = self._ary[cpu][zi]
+        if zl:                                   # existing zone: always the head
             z = zl[-1]
-            n = z.nfree
-            if n <= 1:
-                if n <= 0:
-                    raise KernelPanic(f"assertion: z->z_NFree > 0 in malloc (zone {zi}, chunk {chunk}: "
-                                      f"at ZoneSize {self.zone_size} it holds {z.nmax}; use zone_limit=runtime)")
-                zl.pop()
-            z.nfree = n - 1
-            pa = z.page_ary
-            pg = z.first_free_pg
-            if pg < len(pa) and pa[pg]:
-                addr = pa[pg].pop()
-                self.cache_hot += 1
-                zero = f & ZERO
+            n = z.nfree - 1
+            if n > 0:
+                z.nfree = n
             else:
-                addr, zero = self._scan_or_fresh(z, pg, f)
+                self._last_chunk(z, zl, size)
+            free = z.page_ary[z.first_free_pg]   # (a sentinel empty list at ZonePageCount)
+            if free:
+                va = free.pop()
+                self.cache_hot += 1
+            else:
+                va, f = self._next_chunk(z, f)
         else:
-            addr, zero = self._new_zone(zi, chunk, cpu, f)
-            if addr is None:
+            z = self._new_zone(cpu, zi, chunk, f, size, mtype)
+            if z is None:
                 return None
-        if zero:
-            self.vm.zero(addr, chunk)
-        self.live[addr] = mtype
+            va = z.base + z.off
+            f = _never_used_flags(z, f)
+        self.crit_sections += 1
+        if f & ZERO:
+            self.vm.zero(va, chunk)              # the chunk size, outside the critical section
+        self.live[va] = mtype
         mtype.inuse += 1
-        m = mtype.memuse + chunk
-        mtype.memuse = m
-        if m > mtype.maxused:
-            mtype.maxused = m
-        return addr
+        memuse = mtype.memuse + chunk
+        mtype.memuse = memuse
+        if memuse > mtype.maxused:
+            mtype.maxused = memuse
+        return va
 
-    def _scan_or_fresh(self, z: SLZone, pg: int, f: int):
-        """Advance z_FirstFreePg to the first non-empty page list (for good: a lazy lower
-        bound); with none, take back the chunks other CPUs freed (passive mode: the zone ran
-        out), else the next never-used chunk at z_UAlloc."""
-        pa = z.page_ary
-        npg = len(pa)
+    def _last_chunk(self, z: Zone, zl: list, size: int) -> None:
+        """--z_NFree reached 0: the zone leaves ZoneAry (it is the head).  Passive remote
+        free first sets RSignal (if RChunks is empty) and takes back the remote chunks."""
+        if z.nfree <= 0:                         # the head zone was full already (section 2.4)
+            if self.invariants:
+                raise KernelPanic("assertion: z->z_NFree > 0 in malloc")
+            raise KernelPanic(
+                f"malloc({size}): zone {z.zi} ({z.chunk}-byte chunks) at {z.base:#x} is full but still "
+                f"at the head of ZoneAry[{z.zi}]: at ZoneSize {self.zone_size // 1024}K it holds NMax "
+                f"{z.nmax} chunk, so the new zone was pushed with NFree 0; kern_slaballoc.c 1.1 would hand "
+                f"out {z.base + z.ualloc:#x}, past the end of the zone (INVARIANTS: \"assertion: "
+                f"z->z_NFree > 0 in malloc\"). Fixed 2003-10-02 by ZoneLimit: zone_limit=\"runtime\"")
+        z.nfree = 0
+        if self.passive:
+            if not z.rchunks:
+                z.rsignal = 1
+            self._drain_rchunks(z)
+            if z.nfree:
+                z.rsignal = 0
+                return
+        zl.pop()
+
+    def _next_chunk(self, z: Zone, f: int) -> tuple[int, int]:
+        """z_FirstFreePg's list is empty: advance it for good to the first non-empty page
+        list and pop that (LIFO), or take the never-used chunk at z_UAlloc."""
+        pa, pg, npg = z.page_ary, z.first_free_pg, self.zone_page_count
         while pg < npg and not pa[pg]:
             pg += 1
         z.first_free_pg = pg
-        if pg == npg and z.rchunks:
-            self._drain_remote(z)
-            pg = z.first_free_pg
         if pg < npg:
             self.cache_hot += 1
-            return pa[pg].pop(), f & ZERO
-        addr = z.base + z.ualloc
+            return pa[pg].pop(), f
+        va = z.base + z.ualloc
         z.ualloc += z.chunk
-        return addr, f & ZERO and z.flags & SLZF_UNOTZEROD and not self.mzero_bug
+        return va, _never_used_flags(z, f)
 
-    def _new_zone(self, zi: int, chunk: int, cpu: int, f: int):
-        gd = self.gd[cpu]
+    def _new_zone(self, cpu: int, zi: int, chunk: int, f: int, size: int, mtype):
+        """No zone of this size has a free chunk: reuse one from FreeZones (only its header
+        is zeroed; 1.2 marks it SLZF_UNOTZEROD) or take ZoneSize bytes, ZoneSize-aligned and
+        zeroed, from kmem_slab_alloc.  Pushed at the head of ZoneAry even with NFree 0."""
+        gd = self.slgd[cpu]
         if gd.free_zones:
             z = gd.free_zones.pop()
-            self.vm.zero(z.base, self.header)      # only the header is cleared
-            z.flags = SLZF_UNOTZEROD
+            self.vm.zero(z.base, self.header_size)     # bzero(z, sizeof(SLZone))
+            flags = self.unotzerod
         else:
-            base = self.kmem_slab_alloc(self.zone_size, self.zone_size, f | ZERO)
+            base = self._kmem_slab_alloc(self.zone_size, self.zone_size, f | ZERO, (size, mtype, f, cpu))
             if base is None:
-                return None, 0
-            z = self.zones[base] = SLZone(base)
-            z.flags = 0
-        off = first_offset(chunk, self.header)
-        z.magic = ZALLOC_SLAB_MAGIC
-        z.cpu = cpu
-        z.zi = zi
-        z.chunk = chunk
-        z.nmax = (self.zone_size - off) // chunk
-        z.nfree = z.nmax - 1
-        z.ualloc = off + chunk
-        z.first_free_pg = self.zone_pages
-        z.page_ary = [[] for _ in range(self.zone_pages)]
-        gd.zone_ary[zi].append(z)                  # at the head, even if already full
-        zero = f & ZERO and z.flags & SLZF_UNOTZEROD and not self.mzero_bug
-        return z.base + off, zero
+                return None
+            z = self.zones[base] = Zone(base, cpu)
+            self.zones_created += 1
+            flags = 0
+        zl = gd.zone_ary[zi]
+        z.setup(zi, chunk, self.offsets[zi], self.nmaxes[zi], self.zone_page_count, flags, zl)
+        zl.append(z)
+        return z
 
-    def _malloc_large(self, size: int, mtype, f: int):
-        if size > self.machine.physmem:
-            raise ValueError(f"malloc: size {size} exceeds physical memory ({self.machine.physmem})")
-        ps = self.page_size
-        size = (size + ps - 1) & ~(ps - 1)
-        addr = self.kmem_slab_alloc(size, ps, f)
-        if addr is None:
+    def _malloc_large(self, size: int, mtype, f: int, cpu: int):
+        """Size 0 (ZERO_LENGTH_PTR) and the large path: >= ZoneLimit or a page multiple, whole
+        pages from kmem_slab_alloc (zeroed there on M_ZERO), the count in kmemusage."""
+        if size == 0:
+            return self.zero_length_ptr          # no memory, no counters but ks_calls
+        nbytes = self._round_page(size)
+        va = self._kmem_slab_alloc(nbytes, PAGE_SIZE, f, (size, mtype, f, cpu))
+        if va is None:
             return None
-        self.large[addr] = size // ps
+        npg = nbytes >> PAGE_SHIFT
+        if self.kmemusage_va is not None and npg > KU_PAGECNT_MAX:
+            raise KernelPanic(f"malloc({size}): ku_pagecnt is a u_short, {npg} pages are recorded as "
+                              f"{npg & KU_PAGECNT_MAX} and free() would release the wrong size "
+                              f"(ku_pagecnt became 32-bit on 2010-02-09)")
+        self.kmemusage[(va - self.kva_min) >> PAGE_SHIFT] = npg
+        self.large_freed.discard(va)
         self.crit_sections += 1
-        self.live[addr] = mtype
+        self.live[va] = mtype
         mtype.inuse += 1
-        mtype.memuse += size
-        if mtype.memuse > mtype.maxused:
-            mtype.maxused = mtype.memuse
-        return addr
+        mtype.memuse += nbytes
+        mtype.maxused = max(mtype.maxused, mtype.memuse)
+        return va
 
-    # --- free -----------------------------------------------------------------------------
+    # --- kmem_slab_alloc / kmem_slab_free (section 6.2) -----------------------------------------
+    def _kmem_slab_alloc(self, nbytes: int, align: int, f: int, req):
+        """kmem_slab_alloc (MAY SLEEP without M_NOWAIT): first-fit, ``align``-aligned VA in
+        kernel_map, then pages one by one (colour = kernel_object index).  No VA: NULL for
+        M_NOWAIT/M_NULLOK, else panic.  No page: M_NOWAIT undoes and gets NULL, anything
+        else sleeps in vm_wait (Deadlock on "vmwait" after undoing; ``req`` = (size, type,
+        flags, cpu) of the malloc, whose ks_calls is un-counted because the call is retried)."""
+        vm = self.vm
+        self.lock_acquires += 1                  # vm_map_lock(kernel_map)
+        va = vm.kernel_map.findspace(nbytes, align)
+        if va is None:
+            if f & MAY_FAIL:
+                return None
+            raise KernelPanic("kmem_slab_alloc(): kernel_map ran out of space!")
+        if vm.map_pages(va, nbytes >> PAGE_SHIFT, slab_page_class(f), (va - self.kva_min) >> PAGE_SHIFT):
+            if f & ZERO:
+                vm.zero(va, nbytes)              # no page is PG_ZERO in kalloc
+            return va
+        vm.kernel_map.remove(va, nbytes)
+        if f & NOWAIT:
+            return None
+        who = "kmeminit"
+        if req is not None:
+            size, mtype, flags, cpu = req
+            mtype.calls -= 1
+            who = f"malloc({size}, '{mtype.name}', {flag_names(flags)}) on cpu {cpu}"
+        raise Deadlock(f"{who} sleeps on \"vmwait\": kmem_slab_alloc({nbytes}) is short of pages "
+                       f"({self.machine.free_count} free)", "vmwait")
+
+    def _kmem_slab_free(self, va: int, nbytes: int) -> None:
+        """kmem_slab_free: vm_map_remove frees the pages and the KVA (a TLB shootdown on SMP)."""
+        self.lock_acquires += 1
+        self.kmem_slab_frees += 1
+        self.vm.unmap_pages(va, nbytes >> PAGE_SHIFT)
+        self.vm.kernel_map.remove(va, nbytes)
+
+    def _release_zone(self, z: Zone) -> None:
+        del self.zones[z.base]
+        self._kmem_slab_free(z.base, self.zone_size)
+        self.zones_released += 1
+
+    # --- free -----------------------------------------------------------------------------------
     def free(self, addr, mtype, cpu=0):
-        """(MAY IPI) the owner of the zone performs the free."""
-        t = self.live.pop(addr, None)
+        """free(9) (PER-CPU; MAY IPI): ZERO_LENGTH_PTR returns, a large block goes back to the
+        VM on any CPU, a chunk of another CPU's zone is sent to its owner."""
+        live = self.live
+        t = live.pop(addr, live)                 # `live` as default: never a MallocType
         if t is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
-            return self._bad_free(addr, mtype, cpu, t)
+            return self._free_unusual(addr, mtype, t, cpu)
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)
-        if not addr & self.page_mask and addr in self.large:
+        z = self.zones.get(addr & self.zone_base_mask)
+        if z is None:
             return self._free_large(addr, mtype)
-        z = self.zones[addr & self.base_mask]
-        if z.cpu == cpu:
+        if z.cpu != cpu:
+            return self._free_cross(z, addr, mtype, cpu)
+        self.crit_sections += 1                  # the local free, on the owning CPU
+        pg = (addr - z.base) >> PAGE_SHIFT       # the page the chunk starts in
+        z.page_ary[pg].append(addr)
+        if pg < z.first_free_pg:
+            z.first_free_pg = pg
+        n = z.nfree + 1
+        z.nfree = n
+        mtype.inuse -= 1
+        mtype.memuse -= z.chunk
+        if n == 1 or (n == z.nmax and len(z.zone_list) > 1):
+            self._zone_gained(z, n - 1)
+
+    def _zone_gained(self, z: Zone, was: int) -> None:
+        """z_NFree rose from ``was``: the first free of a full zone pushes it back at the
+        head of ZoneAry; a wholly free zone that is not the last of its size is retired."""
+        zl = z.zone_list
+        if was == 0 and z.nfree:
+            if z.nmax == 1:
+                raise self._nmax1_panic(z)
+            zl.append(z)
+        if z.nfree == z.nmax and len(zl) > 1 and not z.rcount:
+            self._zone_free(z, zl)
+
+    def _nmax1_panic(self, z: Zone) -> KernelPanic:
+        """A zone of NMax 1 is pushed on ZoneAry at creation with NFree 0 and never leaves
+        it, so its first free would push it a second time (section 2.4)."""
+        return KernelPanic(
+            f"free: zone {z.zi} ({z.chunk}-byte chunks) at {z.base:#x} holds NMax 1 chunk at ZoneSize "
+            f"{self.zone_size // 1024}K and stayed on ZoneAry[{z.zi}] while full; kern_slaballoc.c 1.1 would "
+            f"push it there a second time (a zone linked to itself), then move it to FreeZones while "
+            f"ZoneAry still points to it. Fixed 2003-10-02 by ZoneLimit: zone_limit=\"runtime\"")
+
+    def _zone_free(self, z: Zone, zl: list) -> None:
+        """A wholly free zone that is not the last of its size: unlink it (a linear search in
+        the original) and put it on FreeZones.  1.1 trimming (in free): when FreeZones holds
+        exactly zone_cache zones and kernel_map is not locked (never, here), the zone replaces
+        the head and the old head goes back to the VM.  zone_trim=malloc only pushes."""
+        zl.remove(z)
+        z.magic = -1
+        fz = self.slgd[z.cpu].free_zones
+        if self.trim_in_free and len(fz) == self.zone_cache:
+            old = fz[-1]
+            fz[-1] = z
+            self._release_zone(old)
+        else:
+            fz.append(z)
+            if len(fz) > self.zone_cache and not self.trim_in_free:
+                self.trim_pending[z.cpu] = True
+
+    def _malloc_trimming(self, size, mtype, flags=2, cpu=0):
+        """zone_trim=malloc (2003-09-25): a blocking malloc of a non-zero size first trims
+        this CPU's FreeZones (bound over malloc so the default hot path has no test; XXX: the
+        original trims after the limit test, so a malloc over its limit trims here too)."""
+        if (cpu.__class__ is int and 0 <= cpu < self.ncpus and self.trim_pending[cpu]
+                and size.__class__ is int and size > 0 and not FLAG_INT.get(flags, NOWAIT) & NOWAIT):
+            self._trim_free_zones(cpu)
+        return SlabBackend.malloc(self, size, mtype, flags, cpu)
+
+    def _trim_free_zones(self, cpu: int) -> None:
+        """zone_trim=malloc (2003-09-25): a blocking malloc releases FreeZones heads down to
+        zone_cache, one critical section each."""
+        fz = self.slgd[cpu].free_zones
+        while len(fz) > self.zone_cache:
             self.crit_sections += 1
-            pgno = (addr - z.base) >> self.page_shift
-            z.page_ary[pgno].append(addr)
-            if pgno < z.first_free_pg:
-                z.first_free_pg = pgno
-            mtype.inuse -= 1
-            mtype.memuse -= z.chunk
-            n = z.nfree + 1
-            z.nfree = n
-            if n == 1 or n == z.nmax:
-                self._zone_transition(z, n)
-            return None
+            self._release_zone(fz.pop())
+        self.trim_pending[cpu] = False
+
+    def _free_large(self, addr: int, mtype) -> None:
+        """ku_pagecnt != 0: the pages go back to the VM from whatever CPU frees (no IPI)."""
+        npg = self.kmemusage.pop((addr - self.kva_min) >> PAGE_SHIFT)
+        nbytes = npg << PAGE_SHIFT
+        mtype.inuse -= 1
+        mtype.memuse -= nbytes
+        self.crit_sections += 1
+        self._kmem_slab_free(addr, nbytes)
+        self.large_freed.add(addr)
+
+    def _free_cross(self, z: Zone, addr: int, mtype, cpu: int) -> None:
+        """The zone belongs to another CPU.  ipi (1.1): lwkt_send_ipiq to the owner, which
+        frees and accounts.  passive (2010): account here, CAS the chunk onto z_RChunks, and
+        send a passive IPI only if the owner set RSignal and RChunks was empty (RCount keeps
+        the zone alive until the IPI has run)."""
         self.remote_frees += 1
-        if self.passive:
-            return self._free_passive(z, addr, mtype, cpu)
-        self.machine.send_ipi(cpu, z.cpu, self._free_remote, addr, mtype, z.cpu)
+        if not self.passive:
+            self.machine.send_ipi(cpu, z.cpu, self._free_remote, addr, mtype, z.cpu)
+            return
+        self.crit_sections += 1
+        mtype.inuse -= 1
+        mtype.memuse -= z.chunk
+        rsignal = z.rsignal
+        if rsignal:
+            z.rcount += 1
+        was_empty = not z.rchunks
+        z.rchunks.append(addr)
+        self.remote_cas += 1
+        if rsignal:
+            if was_empty:
+                self.machine.send_ipi(cpu, z.cpu, self._kfree_remote, z)
+            else:
+                z.rcount -= 1
 
     def _free_remote(self, addr: int, mtype, owner: int) -> None:
-        """free_remote, the IPI handler on the owner: free() again, where the local path runs
-        (the chunk left ``live`` when the IPI was sent, so a second free meanwhile is caught)."""
+        """free_remote, the IPI handler on the owner: free() again, where the local path
+        runs (the chunk left ``live`` when the IPI was sent, so a free of it meanwhile is
+        reported as a double free)."""
         self.live[addr] = mtype
-        self.free(addr, mtype, owner)
+        SlabBackend.free(self, addr, mtype, owner)
 
+    def _kfree_remote(self, z: Zone) -> None:
+        """kfree_remote, the passive IPI handler on the owner: clear RSignal, take RChunks
+        back, put the zone on ZoneAry if it was off, retire it if wholly free."""
+        z.rcount -= 1
+        self.crit_sections += 1
+        nfree = z.nfree
+        if z.rchunks:
+            z.rsignal = 0
+        self._drain_rchunks(z)
+        self._zone_gained(z, nfree)
+
+    @staticmethod
+    def _drain_rchunks(z: Zone) -> None:
+        """RChunks back onto the owner's per-page lists (from its head), NFree counting them."""
+        rc = z.rchunks
+        for addr in reversed(rc):
+            pg = (addr - z.base) >> PAGE_SHIFT
+            z.page_ary[pg].append(addr)
+            if pg < z.first_free_pg:
+                z.first_free_pg = pg
+        z.nfree += len(rc)
+        rc.clear()
+
+    def _free_unusual(self, addr, mtype, popped, cpu) -> None:
+        """The live entry put back; then a bad CPU, ZERO_LENGTH_PTR (returns), NULL (1.1 has
+        no check: a panic that says so) or a bad free (always caught)."""
+        if popped is not self.live:
+            self.live[addr] = popped
+        if cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            check_args(0, 2, cpu, self.ncpus, "free")
+        if addr.__class__ is int and addr == self.zero_length_ptr:
+            return None
+        if addr is None or (addr.__class__ is int and addr == 0):
+            raise KernelPanic(self._null_free_message())
+        raise bad_free(self, addr, mtype, self.live)
+
+    def _null_free_message(self) -> str:
+        where = "the vm_page of address 0"
+        if self.kmemusage_va is not None:
+            index = ((0 - self.kva_min) & self.ptr_mask) >> PAGE_SHIFT
+            where = f"kmemusage[{index}], beyond the {self.kmemusage_bytes // KMEMUSAGE_SIZE}-entry array"
+        return (f"free(NULL): kern_slaballoc.c 1.1 has no NULL check; btokup(NULL) reads {where} "
+                f"(DragonFly panics \"trying to free NULL pointer\" since 2004-03-12)")
+
+    # --- INVARIANTS (bound over free when the option is on) -------------------------------------
     def _free_invariants(self, addr, mtype, cpu=0):
-        """free() under INVARIANTS (research/slab.md 5.2): the zone magic is asserted and the
-        first min(chunk, 64) bytes (64 for a large block) are filled with 0xdeadc0de, "to
-        create deterministic failure cases" for code that uses memory after freeing it."""
-        if self.live.get(addr) is mtype and addr != self.zero_length_ptr:
-            if not addr & self.page_mask and addr in self.large:
-                n = 64
-            else:
-                z = self.zones[addr & self.base_mask]
-                if z.magic != ZALLOC_SLAB_MAGIC:
-                    raise KernelPanic("assertion: z->z_Magic == ZALLOC_SLAB_MAGIC in free")
-                n = min(z.chunk, 64)
+        """free, with the 0xdeadc0de fill of the first min(chunk size, 64) bytes (64 for a
+        large block) done first, as the original fills before linking the chunk."""
+        if self.live.get(addr, self.live) is mtype and cpu.__class__ is int and 0 <= cpu < self.ncpus:
+            n = min(self.usable_size(addr), MAX_COPY)
             self.vm.write(addr, WEIRD_ADDR.to_bytes(4, "little") * (n // 4))
         SlabBackend.free(self, addr, mtype, cpu)
 
-    def _bad_free(self, addr, mtype, cpu, t):
-        if t is not None:
-            self.live[addr] = t
-        if addr == self.zero_length_ptr:
-            return None
-        if addr == 0:
-            raise KernelPanic("free(NULL): 1.1 indexes kmemusage[] out of range (Fatal trap 12: page fault "
-                              "while in kernel mode); DragonFly panics 'trying to free NULL pointer' from 2004")
-        check_args(0, 2, cpu, self.ncpus, "free")
-        raise bad_free(self, addr, mtype, self.live)
-
-    def _zone_transition(self, z: SLZone, n: int) -> None:
-        """First free of a full zone: back at the head of ZoneAry.  Wholly free and not the
-        only zone of its size: off ZoneAry, onto FreeZones (research/slab.md 3.4)."""
-        zl = self.gd[z.cpu].zone_ary[z.zi]
-        if n == 1:
-            zl.append(z)
-        if n == z.nmax and len(zl) > 1:
-            zl.remove(z)
-            z.magic = -1
-            self._to_free_zones(z)
-
-    def _to_free_zones(self, z: SLZone) -> None:
-        """1.1: at exactly zone_cache free zones the new one replaces the head, which goes
-        back to the VM; otherwise it is pushed (research/slab.md 3.5)."""
-        fz = self.gd[z.cpu].free_zones
-        if len(fz) == self.zone_cache:
-            old = fz.pop()
-            del self.zones[old.base]
-            self.kmem_slab_free(old.base, self.zone_size)
-        fz.append(z)
-
-    def _free_passive(self, z: SLZone, addr: int, mtype, cpu: int) -> None:
-        """2010: CAS the chunk onto the owner zone's RChunks; accounting here; a passive IPI
-        only when the zone has left ZoneAry (z_RSignal) and RChunks was empty."""
-        self.remote_cas += 1
-        mtype.inuse -= 1
-        mtype.memuse -= z.chunk
-        z.rchunks.append(addr)
-        if z.nfree == 0 and len(z.rchunks) == 1:
-            self.machine.send_ipi(cpu, z.cpu, self._drain_remote, z)
-
-    def _drain_remote(self, z: SLZone) -> None:
-        """kfree_remote on the owner: RChunks back onto the page free lists."""
-        chunks, z.rchunks = z.rchunks, []
-        if z.magic != ZALLOC_SLAB_MAGIC:
-            return
-        self.crit_sections += 1
-        for addr in chunks:
-            pgno = (addr - z.base) >> self.page_shift
-            z.page_ary[pgno].append(addr)
-            if pgno < z.first_free_pg:
-                z.first_free_pg = pgno
-            z.nfree += 1
-            if z.nfree == 1 or z.nfree == z.nmax:
-                self._zone_transition(z, z.nfree)
-
-    def _free_large(self, addr: int, mtype) -> None:
-        npages = self.large.pop(addr)
-        self.crit_sections += 1
-        mtype.inuse -= 1
-        mtype.memuse -= npages * self.page_size
-        self.kmem_slab_free(addr, npages * self.page_size)
-
-    # --- realloc, usable_size --------------------------------------------------------------
+    # --- realloc and sizes ----------------------------------------------------------------------
     def realloc(self, addr, size, mtype, flags=2, cpu=0):
-        """research/slab.md 6.1: same chunk size, same pointer; else malloc the rounded size,
-        copy, free.  M_ZERO is passed through (Bug B); Bug A (zoneindex on a size past the
-        zone limit panics) only with realloc_bug=True."""
-        if addr is None or addr == 0 or addr == self.zero_length_ptr:
+        """realloc(9) as 1.1 does it (MAY SLEEP without M_NOWAIT).  NULL/ZERO_LENGTH_PTR:
+        malloc; size 0: free, NULL.  Large block: same pointer if round_page(size) is its
+        size.  Zone chunk: zoneindex(size) -- which panics "Unexpected byte count" for
+        sizes >= 16384 with realloc_bug (Bug A; by default only sizes below ZoneLimit go
+        through it, as since 2009-04-22) -- and the same pointer if the chunk size is the
+        zone's.  Otherwise malloc (M_ZERO passed through: Bug B), copy, free."""
+        if addr is None or (addr.__class__ is int and (addr == 0 or addr == self.zero_length_ptr)):
             return self.malloc(size, mtype, flags, cpu)
-        if self.live.get(addr) is not mtype:
-            return self.free(addr, mtype, cpu)      # raises the right BadFree
+        if self.live.get(addr, self.live) is not mtype:
+            raise bad_free(self, addr, mtype, self.live)
+        f = FLAG_INT.get(flags, -1)
+        if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
         if size == 0:
             self.free(addr, mtype, cpu)
             return None
-        npages = self.large.get(addr)
-        if npages is not None:
-            old = npages * self.page_size
-            if old == (size + self.page_mask) & ~self.page_mask:
+        z = self.zones.get(addr & self.zone_base_mask)
+        if z is None:
+            old = self.usable_size(addr)
+            if old == self._round_page(size):
                 return addr
-            want = size
         else:
-            old = self.zones[addr & self.base_mask].chunk
-            if size < self.zone_limit or self.options["realloc_bug"]:
-                _, want = zoneindex(size)
-                if want == old:
+            old = z.chunk
+            if self.realloc_bug or size < self.zone_limit:
+                size = zoneindex(size)[1]
+                if size == old:
                     return addr
-            else:
-                want = size
-        new = self.malloc(want, mtype, flags, cpu)
+        new = self.malloc(size, mtype, f, cpu)
         if new is not None:
-            self.vm.copy(new, addr, min(want, old))
+            self.vm.copy(new, addr, min(size, old))
             self.free(addr, mtype, cpu)
         return new
 
     def usable_size(self, addr) -> int:
-        if addr == self.zero_length_ptr:
-            return 0
+        """The chunk size, or the page-rounded size of a large block; 0 for ZERO_LENGTH_PTR."""
         if addr not in self.live:
+            if addr.__class__ is int and addr == self.zero_length_ptr:
+                return 0
             raise bad_free(self, addr, None, self.live)
-        npages = self.large.get(addr)
-        if npages is not None:
-            return npages * self.page_size
-        return self.zones[addr & self.base_mask].chunk
+        z = self.zones.get(addr & self.zone_base_mask)
+        if z is not None:
+            return z.chunk
+        return self.kmemusage[(addr - self.kva_min) >> PAGE_SHIFT] << PAGE_SHIFT
 
     def was_chunk(self, addr: int) -> bool:
-        z = self.zones.get(addr & self.base_mask) if isinstance(addr, int) else None
-        if z is None or z.magic != ZALLOC_SLAB_MAGIC:
+        """A chunk start this zone handed out before (below z_UAlloc), or a freed large block."""
+        if addr.__class__ is not int:
             return False
-        off = first_offset(z.chunk, self.header)
-        return addr < z.base + z.ualloc and (addr - z.base - off) % z.chunk == 0 and addr >= z.base + off
+        z = self.zones.get(addr & self.zone_base_mask)
+        if z is not None:
+            rel = addr - z.base - z.off
+            return rel >= 0 and rel % z.chunk == 0 and z.off + rel < z.ualloc
+        return addr in self.large_freed and not self.vm.kernel_map.is_allocated(addr, PAGE_SIZE)
 
-    # --- reports ------------------------------------------------------------------------------
+    # --- reports --------------------------------------------------------------------------------
     def classes(self) -> list:
-        rows = []
-        for zi, chunk in enumerate(CHUNK_SIZES):
-            zones = [z for z in self.zones.values() if z.magic == ZALLOC_SLAB_MAGIC and z.zi == zi]
-            free = sum(z.nfree + len(z.rchunks) for z in zones)
-            nmax = zone_nmax(self.zone_size, chunk, self.header)
-            rows.append({"zone": zi, "size": chunk, "objs_per_slab": nmax, "slab_bytes": self.zone_size,
-                         "first_offset": first_offset(chunk, self.header),
-                         "inuse": sum(z.nmax for z in zones) - free, "free": free, "slabs": len(zones)})
-        return rows
+        """The 72 zones in zone order (the ``vmstat -z`` view): chunk size, NMax, ZoneSize,
+        first-chunk offset, chunks in use and free (RChunks count as free), zones in use on
+        all CPUs."""
+        slabs, free, inuse = [0] * NZONES, [0] * NZONES, [0] * NZONES
+        for z in self.zones.values():
+            if z.magic == ZALLOC_SLAB_MAGIC:
+                nfree = z.nfree + len(z.rchunks)
+                slabs[z.zi] += 1
+                free[z.zi] += nfree
+                inuse[z.zi] += z.nmax - nfree
+        return [{"size": c, "objs_per_slab": self.nmaxes[zi], "slab_bytes": self.zone_size,
+                 "first_offset": self.offsets[zi], "inuse": inuse[zi], "free": free[zi],
+                 "slabs": slabs[zi], "zone": zi}
+                for zi, c in enumerate(CHUNK_SIZES)]
 
     def extra_stats(self) -> dict:
+        in_use = [sum(1 for z in self.zones.values() if z.cpu == gd.cpu and z.magic == ZALLOC_SLAB_MAGIC)
+                  for gd in self.slgd]
         return {"slab": {
-            "zone_size": self.zone_size, "zone_limit": self.zone_limit, "header_bytes": self.header,
-            "free_zones_per_cpu": [len(g.free_zones) for g in self.gd],
-            "large_live": len(self.large), "large_pages": sum(self.large.values()),
-            "kmem_slab_frees": self.kmem_slab_frees, "remote_free": self.options["remote_free"],
-        }}
+            "version": self.version, "zone_size": self.zone_size, "zone_limit": self.zone_limit,
+            "zone_page_count": self.zone_page_count, "header_bytes": self.header_size, "nzones": NZONES,
+            "type_limit": self.type_limit, "zones_per_cpu": in_use,
+            "free_zones_per_cpu": [len(gd.free_zones) for gd in self.slgd], "zone_cache": self.zone_cache,
+            "zones_created": self.zones_created, "zones_released": self.zones_released,
+            "kmem_slab_frees": self.kmem_slab_frees,
+            "large_live": len(self.kmemusage), "large_pages": sum(self.kmemusage.values()),
+            "kmemusage_bytes": self.kmemusage_bytes, "remote_free": self.options["remote_free"],
+            "remote_pending": sum(len(z.rchunks) for z in self.zones.values()),
+            "boot_message": self.boot_message}}
 
     def info_tables(self) -> list:
-        zones = [{"zone": r["zone"], "chunk": r["size"], "NMax": r["objs_per_slab"], "first off": r["first_offset"],
-                  "zones": r["slabs"], "used": r["inuse"], "free": r["free"]} for r in self.classes()]
-        types = [{"type": n, **self.kernel.type_counters(t)} for n, t in sorted(self.kernel.types.items())]
-        return [(f"slab zones (ZoneSize {self.zone_size // 1024}K, header {self.header} bytes, "
-                 f"zone limit {self.zone_limit})", zones), ("malloc types", types)]
+        """For ``kalloc info``: the zones (vmstat -z style), the types, and the allocator."""
+        zones = [{"ITEM": f"zone {r['zone']}", "SIZE": r["size"], "NMAX": r["objs_per_slab"],
+                  "OFFSET": r["first_offset"], "ZONES": r["slabs"], "USED": r["inuse"], "FREE": r["free"]}
+                 for r in self.classes()]
+        kb = lambda n: (n + 1023) // 1024     # noqa: E731
+        types = []
+        for t in reversed(self.kernel.types.values()):     # kmemstatistics: newest first
+            c = self.kernel.type_counters(t)
+            if c["calls"]:
+                types.append({"Type": t.name, "InUse": c["inuse"], "MemUse (K)": kb(c["memuse"]),
+                              "HighUse (K)": kb(c["maxused"]), "Limit (K)": kb(c["limit"]),
+                              "Requests": c["calls"]})
+        s = self.extra_stats()["slab"]
+        summary = [{k: s[k] for k in ("version", "zone_size", "zone_limit", "header_bytes", "zones_created",
+                                      "zones_released", "large_live", "large_pages", "remote_free")}]
+        summary[0]["free_zones_per_cpu"] = ",".join(map(str, s["free_zones_per_cpu"]))
+        return [(f"Slab zones (ZoneSize {self.zone_size // 1024}K, vmstat -z)", zones),
+                *([("Memory statistics by type", types)] if types else []), ("slab", summary)]
 
 
 @hookimpl
