@@ -26,14 +26,17 @@ def floor_time():
     return {}
 
 
-def _mean(benchmark):
-    return benchmark.stats.stats.mean
+def _fastest(benchmark):
+    """The fastest round (of 200 calls): what the code costs when nothing else runs.  On a
+    shared virtual machine the mean and even the median move with the neighbours' load;
+    the minimum of both floor and pair does not (timeit's advice)."""
+    return benchmark.stats.stats.min
 
 
 def test_floor(benchmark, floor_time):
     f = Floor()
     benchmark.pedantic(f.alloc, rounds=2000, iterations=200, warmup_rounds=50)
-    floor_time["t"] = _mean(benchmark)
+    floor_time["t"] = _fastest(benchmark)
 
 
 @pytest.mark.parametrize("backend", [b for b in ("slab", "kmem_map", "bump") if b in plugins.backends()])
@@ -47,6 +50,6 @@ def test_malloc_free_pair(benchmark, floor_time, backend, size):
         free(malloc(size, t, 2, 0), t, 0)
     pair()
     benchmark.pedantic(pair, rounds=2000, iterations=200, warmup_rounds=50)
-    ratio = _mean(benchmark) / floor_time["t"]
+    ratio = _fastest(benchmark) / floor_time["t"]
     record(f"{backend}: malloc+free pair ({size} B) / floor", ratio, "x floor", "<= 12",
            ratio <= 12 or backend == "bump")

@@ -110,7 +110,7 @@ class Simulator:
         self.zero0 = self.vm.bytes_zeroed
         self.m.ipi_handler = self._ipi
         self.prices = costs.unit_prices(n)
-        self._be_counts = attrgetter("lock_acquires", "crit_sections", "remote_cas", "cache_hot")
+        self._be_counts = attrgetter("lock_acquires", "crit_sections", "remote_cas", "cold_allocs")
         self._vm_counts = attrgetter("pages_mapped", "bytes_zeroed", "bytes_copied", "tlb_shootdowns")
         self._page_size = self.m.arch.page_size
         self.debug = isinstance(self.be, DebugBackend)
@@ -121,16 +121,14 @@ class Simulator:
     def _snap(self):
         return self._be_counts(self.be), self._vm_counts(self.vm), self.m.ipis
 
-    def _price(self, s0, cold_candidate: bool):
+    def _price(self, s0):
         """(cycles, global locks taken) for the counters moved since snapshot s0."""
         b0, v0, i0 = s0
         b1 = self._be_counts(self.be)
         base, p_lock, p_crit, p_cas, p_ipi, p_cold, p_page, p_zero, p_copy, p_shoot = self.prices
         locks = b1[0] - b0[0]
         cost = (base + locks * p_lock + (b1[1] - b0[1]) * p_crit + (b1[2] - b0[2]) * p_cas
-                + (self.m.ipis - i0) * p_ipi)
-        if cold_candidate and b1[3] == b0[3]:
-            cost += p_cold
+                + (b1[3] - b0[3]) * p_cold + (self.m.ipis - i0) * p_ipi)
         v1 = self._vm_counts(self.vm)
         if v1 != v0:
             cost += ((v1[0] - v0[0]) * p_page + ((v1[1] - v0[1]) * p_zero + (v1[2] - v0[2]) * p_copy) // 1024
@@ -207,7 +205,7 @@ class Simulator:
         start = max(self.engine.now, self.clock[dst])
         s0 = self._snap()
         func(*args)
-        cost, locked = self._price(s0, False)
+        cost, locked = self._price(s0)
         self._finish(dst, start, cost + self.costs.ipi_receive, locked)
         self._wake()
 
@@ -230,7 +228,7 @@ class Simulator:
             addr, mt, old = self.handles[h]
             s0 = self._snap()
             new = k.realloc(addr, size, mt, flags, cpu)
-            cost, locked = self._price(s0, new is not None)
+            cost, locked = self._price(s0)
             self.ops["realloc"] += 1
             result = None
             if new is None:
@@ -266,7 +264,7 @@ class Simulator:
         if code == CALL:
             s0 = self._snap()
             result = op[1](k, *op[2])
-            cost, locked = self._price(s0, False)
+            cost, locked = self._price(s0)
             return result, self._finish(cpu, now, cost, locked)
         raise ValueError(f"thread {t.name!r} yielded an unknown operation {op!r}")
 
@@ -274,7 +272,7 @@ class Simulator:
         """One priced malloc on cpu at time now: (address or None, end time)."""
         s0 = self._snap()
         addr = self.k.malloc(size, mt, flags, cpu)
-        cost, locked = self._price(s0, addr is not None)
+        cost, locked = self._price(s0)
         self.ops["malloc"] += 1
         if addr is None:
             self.ops["failed"] += 1
@@ -284,7 +282,7 @@ class Simulator:
         """One priced free; wakes sleepers.  Returns the end time."""
         s0 = self._snap()
         self.k.free(addr, mt, cpu)
-        cost, locked = self._price(s0, False)
+        cost, locked = self._price(s0)
         self.ops["free"] += 1
         end = self._finish(cpu, now, cost, locked)
         self._wake()

@@ -144,3 +144,18 @@ def test_same_seed_same_addresses():
         t = MallocType("t")
         return [k.malloc(n, t) for n in (1, 100, 5000, 3)]
     assert trace() == trace()
+
+
+@pytest.mark.parametrize("backend", ["slab", "kmem_map"])
+@pytest.mark.parametrize("size", [64, 20000])                  # a chunk and a large block
+def test_free_on_a_bad_cpu_is_refused_and_loses_nothing(backend, size):
+    k, t = kalloc.boot(backend, ncpus=2), MallocType("t")
+    a = k.malloc(size, t, cpu=0)
+    for cpu in (-1, 2, 1.0, True):
+        with pytest.raises(ValueError, match="out of range"):
+            k.free(a, t, cpu)
+        assert t.inuse == 1
+    with pytest.raises(ValueError, match="out of range"):
+        k.malloc(size, t, cpu=True)
+    k.free(a, t, 1)
+    assert (t.inuse, t.memuse) == (0, 0)

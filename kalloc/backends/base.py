@@ -38,7 +38,8 @@ COUNTERS = (
     "crit_sections",   # cpu-local critical sections (slab)
     "remote_frees",    # frees of memory owned by another CPU (IPIs are counted by the machine)
     "remote_cas",      # compare-and-swap on another CPU's cache line (passive remote free)
-    "cache_hot",       # mallocs served from a free list: recently used, cache-hot memory
+    "cold_allocs",     # mallocs of memory not touched since it was mapped (a never-used
+                       # chunk, a fresh page): its first touch misses the cache
 )
 
 

@@ -58,6 +58,7 @@ class BumpBackend(Backend):
             return None
         addr = self.next
         self.next += n
+        self.cold_allocs += 1                    # never reused: every allocation is cold
         self.live[addr] = (mtype, n)
         if f & ZERO:
             self.vm.zero(addr, n)

@@ -261,7 +261,10 @@ class KmemMapBackend(Backend):
     def malloc(self, size, mtype, flags=2, cpu=0):
         """malloc(9) (GIANT, MAY SLEEP without M_NOWAIT): M_NOWAIT, M_WAITOK, M_ZERO,
         M_USE_RESERVE, M_NULLOK.  Phases: limit, bucket, refill if empty, pop, zero."""
-        f = FLAG_INT.get(flags, -1)
+        try:                                     # (free in 3.11 when nothing is raised)
+            f = FLAG_INT[flags]
+        except (KeyError, TypeError):
+            f = -1
         if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
             size, f = check_args(size, flags, cpu, self.ncpus)
         try:
@@ -277,13 +280,13 @@ class KmemMapBackend(Backend):
             kb.users.add(mtype)                  # ks_size |= 1 << indx
             free = kb.free
             if free:
-                self.cache_hot += 1              # a chunk freed before: LIFO reuse
-                va = free.pop()
+                va = free.pop()                  # a chunk freed before: LIFO reuse
             else:
                 fresh = kb.fresh
                 if not fresh and not self._refill(kb, size, mtype, f, cpu):
                     return None
-                va = fresh.pop()
+                va = fresh.pop()                 # never used since its page was mapped
+                self.cold_allocs += 1
             self.ku_cnt[(va - self.kmembase) >> PAGE_SHIFT] -= 1
             nbytes = kb.size
         else:
@@ -347,6 +350,7 @@ class KmemMapBackend(Backend):
         self.ku_cnt[pg] = npg
         self.large_live += 1
         self.large_pages += npg
+        self.cold_allocs += 1
         self._reused(va, npg)
         return va
 
@@ -378,8 +382,8 @@ class KmemMapBackend(Backend):
         """free(9) (GIANT, never sleeps): the size comes from kmemusage, not from the type."""
         live = self.live
         t = live.pop(addr, live)                 # `live` as default: never a MallocType
-        if t is not mtype:
-            return self._free_unusual(addr, mtype, t)
+        if t is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            return self._free_unusual(addr, mtype, t, cpu)
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)
         self.lock_acquires += 1
@@ -399,11 +403,13 @@ class KmemMapBackend(Backend):
         mtype.inuse -= 1
         kb.free.append(addr)                     # at the head: LIFO
 
-    def _free_unusual(self, addr, mtype, popped) -> None:
-        """free(NULL) after the type check (4.8 order), or a bad free (always caught, the
-        live entry put back first)."""
+    def _free_unusual(self, addr, mtype, popped, cpu) -> None:
+        """A bad CPU, free(NULL) after the type check (4.8 order), or a bad free (always
+        caught, the live entry put back first)."""
         if popped is not self.live:
             self.live[addr] = popped
+        if cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            check_args(0, 2, cpu, self.ncpus, "free")
         if addr is None or (addr.__class__ is int and addr == 0):
             if getattr(mtype, "_k", None) is not self.kernel:
                 self.kernel.bind_type(mtype)

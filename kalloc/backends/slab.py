@@ -96,6 +96,8 @@ Deviations and gaps (also in docs/slab.md):
 
 from __future__ import annotations
 
+from functools import cache
+
 from attrs import define, field
 
 from kalloc.backends.base import Backend, Option, bad_free, check_args
@@ -148,8 +150,16 @@ def zoneindex(n: int) -> tuple[int, int]:
     raise KernelPanic(f"Unexpected byte count {n}")
 
 
-_ZONE_OF = tuple(zoneindex(n) for n in range(ZALLOC_ZONE_LIMIT))    # the hot path's zoneindex
+_ZONE_OF = tuple(zoneindex(n) for n in range(ZALLOC_ZONE_LIMIT))
 CHUNK_SIZES = sorted({c for _, c in _ZONE_OF[1:]})                    # chunk size of each zone
+
+
+@cache
+def zone_table(limit: int) -> dict:
+    """The hot path's zoneindex: request size -> (zone index, chunk size) for the sizes
+    that go to a zone below ZoneSize ``limit``, so that one dict lookup also sends size 0,
+    sizes >= ZoneLimit and page multiples to the large path.  Shared, never modified."""
+    return {n: _ZONE_OF[n] for n in range(1, limit) if n & PAGE_MASK}
 
 
 def zone_size(usable_bytes: int, kva_size: int | None = None) -> int:
@@ -314,7 +324,8 @@ class SlabBackend(Backend):
         self.realloc_bug = options["realloc_bug"]
         self.invariants = options["invariants"]
         self.slgd = [SLGlobalData(c) for c in range(self.ncpus)]
-        self._ary = [gd.zone_ary for gd in self.slgd]
+        self._cpu_zone_ary = {c: gd.zone_ary for c, gd in enumerate(self.slgd)}
+        self._zone_of = zone_table(self.zone_limit)
         self.trim_pending = [False] * self.ncpus   # zone_trim=malloc: NFreeZones > zone_cache
         self.zones: dict = {}                # zone base -> Zone (live or on a FreeZones list)
         self.live: dict = {}                 # addr -> MallocType, the always-on check
@@ -345,9 +356,14 @@ class SlabBackend(Backend):
         """malloc(9) (PER-CPU: a critical section, no lock; MAY SLEEP in vm_wait without
         M_NOWAIT): M_NOWAIT, M_WAITOK, M_ZERO, M_USE_RESERVE, M_NULLOK.  Phases: type
         limit, size 0, large, existing zone (free lists, then never-used), new zone."""
-        f = FLAG_INT.get(flags, -1)
-        if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
-            size, f = check_args(size, flags, cpu, self.ncpus)
+        try:                                     # (free in 3.11 when nothing is raised)
+            f = FLAG_INT[flags]                  # valid flags -> a plain int
+            zone_ary = self._cpu_zone_ary[cpu]   # this CPU's ZoneAry
+        except (KeyError, TypeError):
+            f = zone_ary = None
+        if zone_ary is None or size.__class__ is not int or size < 0 or cpu.__class__ is not int:
+            size, f = check_args(size, flags, cpu, self.ncpus)   # a clear error, or a converted size
+            zone_ary = self._cpu_zone_ary[cpu]
         try:
             if mtype._k is not self.kernel:
                 self.kernel.bind_type(mtype)     # malloc_init, lazily
@@ -358,10 +374,11 @@ class SlabBackend(Backend):
             if f & MAY_FAIL:
                 return None
             raise KernelPanic(f"{mtype.name}: malloc limit exceeded")
-        if size >= self.zone_limit or not size & PAGE_MASK:
+        try:
+            zi, chunk = self._zone_of[size]
+        except KeyError:                         # 0, >= ZoneLimit, a multiple of PAGE_SIZE
             return self._malloc_large(size, mtype, f, cpu)
-        zi, chunk = _ZONE_OF[size]
-        zl = self._ary[cpu][zi]
+        zl = zone_ary[zi]
         if zl:                                   # existing zone: always the head
             z = zl[-1]
             n = z.nfree - 1
@@ -372,13 +389,13 @@ class SlabBackend(Backend):
             free = z.page_ary[z.first_free_pg]   # (a sentinel empty list at ZonePageCount)
             if free:
                 va = free.pop()
-                self.cache_hot += 1
             else:
                 va, f = self._next_chunk(z, f)
         else:
             z = self._new_zone(cpu, zi, chunk, f, size, mtype)
             if z is None:
                 return None
+            self.cold_allocs += 1
             va = z.base + z.off
             f = _never_used_flags(z, f)
         self.crit_sections += 1
@@ -422,8 +439,8 @@ class SlabBackend(Backend):
             pg += 1
         z.first_free_pg = pg
         if pg < npg:
-            self.cache_hot += 1
             return pa[pg].pop(), f
+        self.cold_allocs += 1
         va = z.base + z.ualloc
         z.ualloc += z.chunk
         return va, _never_used_flags(z, f)
@@ -466,6 +483,7 @@ class SlabBackend(Backend):
         self.kmemusage[(va - self.kva_min) >> PAGE_SHIFT] = npg
         self.large_freed.discard(va)
         self.crit_sections += 1
+        self.cold_allocs += 1
         self.live[va] = mtype
         mtype.inuse += 1
         mtype.memuse += nbytes
@@ -519,14 +537,19 @@ class SlabBackend(Backend):
         VM on any CPU, a chunk of another CPU's zone is sent to its owner."""
         live = self.live
         t = live.pop(addr, live)                 # `live` as default: never a MallocType
-        if t is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+        if t is not mtype or cpu.__class__ is not int:
             return self._free_unusual(addr, mtype, t, cpu)
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)
-        z = self.zones.get(addr & self.zone_base_mask)
-        if z is None:
-            return self._free_large(addr, mtype)
-        if z.cpu != cpu:
+        try:
+            z = self.zones[addr & self.zone_base_mask]
+        except KeyError:
+            z = None
+        if z is None or z.cpu != cpu:            # (the owner's number is a valid CPU)
+            if not 0 <= cpu < self.ncpus:
+                return self._free_unusual(addr, mtype, t, cpu)
+            if z is None:
+                return self._free_large(addr, mtype)
             return self._free_cross(z, addr, mtype, cpu)
         self.crit_sections += 1                  # the local free, on the owning CPU
         pg = (addr - z.base) >> PAGE_SHIFT       # the page the chunk starts in
