@@ -2,8 +2,10 @@
 
 import gzip
 import io
+import itertools
 import lzma
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -53,6 +55,8 @@ TRACE_PIPE = """\
             bash-2211    [000]  5042.123456: kmalloc: call_site=foo+0x12/0x40 ptr=00000000deadbeef bytes_req=64 bytes_alloc=64 gfp_flags=0xcc0
           <idle>-0       [001] ....  5042.123460: kmem_cache_free: call_site=bar+0x5/0x30 ptr=00000000deadbeef name=kmalloc-64
 """
+
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 
 
 def parse_text(text, window=parse.WINDOW):
@@ -343,3 +347,56 @@ def test_damaged_real_lines_never_raise(line, start, stop, insert):
     for event in events:
         assert len(event) == len(EVENT_FIELDS) and event[2] in (ALLOC, FREE)
         assert event[1] >= 0 and event[3] >= 0 and event[4] >= 0
+
+
+def reference_events(lines):
+    """What events() must yield with window=0: parse_line on every line, in order."""
+    events, unparsed = [], 0
+    for line in lines:
+        try:
+            event = TraceParser().parse_line(line)
+        except ValueError:
+            unparsed += 1
+            continue
+        if event is not None:
+            events.append(event)
+    return events, unparsed
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(REAL_LINES), st.integers(0, 250), st.integers(0, 250),
+                          st.text(alphabet=st.sampled_from(" :.0123456789[]x-=\n٣"), max_size=6)),
+                max_size=12))
+def test_the_fast_path_reads_every_line_as_parse_line_does(damage):
+    # Each real line comes first intact, so the fast path's caches know its pieces, then
+    # damaged: a cached piece must never let a changed line through with the old reading.
+    lines = []
+    for line, start, stop, insert in damage:
+        lines += [line, line[:start] + insert + line[stop:]]
+    parser = TraceParser(window=0)
+    events = list(parser.events(lines))
+    expected, unparsed = reference_events(lines)
+    assert events == expected
+    assert parser.unparsed == unparsed and parser.parsed == len(expected)
+
+
+def test_the_fast_path_agrees_with_parse_line_on_a_real_trace():
+    path = next(iter(sorted(TRACES.glob("*.xz"))), None)
+    if path is None:
+        pytest.skip("no shared traces")
+    with open_trace(path) as lines:
+        lines = list(itertools.islice(lines, 50_000))
+    parser = TraceParser(window=0)
+    assert list(parser.events(lines)) == reference_events(lines)[0]
+
+
+def test_fast_path_caches_stay_bounded(monkeypatch):
+    monkeypatch.setattr(parse, "_CACHE_LIMIT", 50)
+    lines = [f"  perf 1 [000] {1 + i / 1e5:.6f}: kmem:kmalloc: call_site=f{i % 7}+0x1 "
+             f"ptr=0x{i + 1:x} bytes_req={i} bytes_alloc={i} gfp_flags=GFP_KERNEL\n"
+             for i in range(2_000)]
+    parser = TraceParser(window=0)
+    events = list(parser.events(lines))
+    assert [event[4] for event in events] == list(range(2_000))
+    assert sum(len(entry[2]) for entry in parser._mids.values()) <= 50
+    assert len(parser._heads) <= 50 and len(parser._mids) <= 50

@@ -32,15 +32,21 @@ How a line is found and read
 ----------------------------
 The command name comes first and may contain anything, spaces and digits included
 (``kworker/u4:1-ev``, ``gmain 123``), so nothing is located by counting words from the left.
-The fast path, taken by every well-formed line, costs a handful of C-level string calls and
-no regular expression: ``line.split(": ", 2)`` cuts header, event name and fields (the first
-``": "`` ends the timestamp, the second the event name); the header's last word is the
-timestamp and the last ``[...]`` before it the CPU; each field value runs from its key to
-the next key (``str.partition``).  The pieces that repeat are looked up in per-parser
-dicts filled the first time each is seen and checked: the event name with perf's padding,
-the header before the timestamp (command, pid, CPU: it gives the CPU), the ``call_site=``
-text (it gives the function name), and everything after ``gfp_flags=`` (it gives the malloc
-flags).  A line the fast path cannot place (a command name containing ``": "``, a perf period
+Two paths read a line.  ``parse_line`` is the general one: ``line.split(": ", 2)`` cuts
+header, event name and fields (the first ``": "`` ends the timestamp, the second the event
+name); the header's last word is the timestamp and the last ``[...]`` before it the CPU;
+each field value runs from its key to the next key (``str.partition``).  ``events()`` first
+tries a faster cut, because a trace repeats itself: three ``str.partition`` calls split a
+line into the header up to the last six digits of the timestamp (command, pid, CPU and whole
+seconds: it changes once a second per task), the text between the timestamp and ``" ptr="``
+(event name and call site), the pointer, and everything after the pointer (sizes, GFP
+flags, cache name).  Each piece but the pointer and the six digits is looked up in a dict
+filled the first time the piece is seen, by the checks ``parse_line`` makes, so a line is
+read by four dict lookups, ``int()`` of the pointer and of the six digits, and no regular
+expression.  Any miss (a piece not seen before, a timestamp without six decimals, a
+pointer that is not hex) sends the line to ``parse_line``, which decides; the test suite
+checks that both paths read every line, damaged ones included, alike.
+A line that split cannot place (a command name containing ``": "``, a perf period
 column before the event name, a truncated line) goes to a regular expression that looks for
 the event name anywhere, so a kmem event is never missed because its header looked odd.
 
@@ -145,6 +151,7 @@ _EVENT_RE = re.compile(r"(?<!\S)(?:kmem:)?(%s):(?:\s|$)" % "|".join(_KINDS))
 _FUNCTION_RE = re.compile(r"[^+/\s]+")
 _NIL = ("(nil)", "(nil)\n")      # as printed; 0x0, 0000000000000000 and 0 are zero anyway
 _TS = itemgetter(0)
+_NOTHING = (-float("inf"),)   # a placeholder in the reorder window (see events)
 _INF = float("inf")
 
 _WAITING = frozenset({
@@ -232,7 +239,7 @@ class TraceParser:
     """
 
     __slots__ = ("window", "lines", "parsed", "skipped", "unparsed", "unparsed_samples",
-                 "_tokens", "_cpus", "_sites", "_gfp")
+                 "_tokens", "_cpus", "_sites", "_gfp", "_heads", "_mids", "_tails")
 
     def __init__(self, window: int = WINDOW):
         if window < 0:
@@ -244,13 +251,19 @@ class TraceParser:
         self.unparsed = 0
         self.unparsed_samples: list[tuple[int, str]] = []
         # Caches of the pieces that repeat, each filled by the _learn_* method that checks
-        # the piece once: event name as printed (with perf's padding) -> (kind, is a cache
-        # event); header before the timestamp -> cpu; "call_site=..." -> (call_site,
-        # function); everything after "gfp_flags=" -> malloc flags.
+        # the piece once.  parse_line: event name as printed (with perf's padding) -> (kind,
+        # is a cache event); "call_site=..." -> (call_site, function); everything after
+        # "gfp_flags=" -> malloc flags.  Both paths: header before the timestamp -> cpu.
+        # The fast path of events(): the text between the timestamp's ": " and " ptr=" ->
+        # (kind, call_site, its dict of the text after the pointer -> (bytes_req,
+        # bytes_alloc, gfp, tname)).
         self._tokens: dict[str, tuple[int, bool]] = {}
         self._cpus: dict[str, int] = {}
         self._sites: dict[str, tuple[str, str]] = {}
         self._gfp: dict[str, int] = {}
+        self._heads: dict[str, tuple[int, int, int]] = {}
+        self._mids: dict[str, tuple[int, str, dict]] = {}
+        self._tails = 0         # entries in all the dicts of _mids, bounded like each cache
 
     def events(self, lines):
         """Yield the event tuple of every kmem event in ``lines``, in timestamp order.
@@ -259,35 +272,64 @@ class TraceParser:
         ``window`` pending events, whatever the length of the input.
         """
         window = self.window
-        parse = self.parse_line
-        pending = deque()
-        latest = -_INF          # the largest timestamp seen: pending[-1][0] while pending
-        lineno = parsed = 0
+        heads = self._heads
+        mids = self._mids
+        slow = self._learn
+        # The window starts full of placeholders that sort first and are never yielded:
+        # then every new event pushes exactly one item out, and no length test is needed.
+        pending = deque([_NOTHING] * window)
+        append = pending.append
+        popleft = pending.popleft
+        latest = -_INF          # the largest timestamp seen
+        lineno = odd = 0        # odd: lines that were no event (skipped or unparsed)
         try:
             for lineno, line in enumerate(lines, 1):
+                # The fast path (the module docstring explains the cut).  Any miss or oddity
+                # (a piece not cached yet, a missing separator, a bad number) raises
+                # KeyError or ValueError and the line goes through _learn and parse_line.
                 try:
-                    event = parse(line)
-                except ValueError:
-                    self.unparsed += 1
-                    if len(self.unparsed_samples) < MAX_SAMPLES:
-                        self.unparsed_samples.append((lineno, line.rstrip("\r\n")[:SAMPLE_CHARS]))
-                    continue
-                if event is None:
-                    self.skipped += 1
-                    continue
-                parsed += 1
-                if event[0] >= latest:
-                    latest = event[0]
-                    pending.append(event)
+                    head, _, rest = line.partition(": ")
+                    cpu, base, scale = heads[head[:-6]]
+                    micros = head[-6:]
+                    if not micros.isdecimal():
+                        raise ValueError
+                    mid, _, rest = rest.partition(" ptr=")
+                    kind, call_site, tails = mids[mid]
+                    ptr_text, sep, tail = rest.partition(" ")
+                    bytes_req, bytes_alloc, gfp, tname = tails[tail or sep]
+                    ptr = 0 if ptr_text in _NIL else int(ptr_text, 16)
+                    if ptr < 0:
+                        raise ValueError
+                    ts = (base + int(micros)) / scale
+                    event = (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp, tname, call_site)
+                except (KeyError, ValueError):
+                    try:
+                        event = slow(line)
+                    except ValueError:
+                        odd += 1
+                        self.unparsed += 1
+                        if len(self.unparsed_samples) < MAX_SAMPLES:
+                            self.unparsed_samples.append((lineno, line.rstrip("\r\n")[:SAMPLE_CHARS]))
+                        continue
+                    if event is None:
+                        odd += 1
+                        self.skipped += 1
+                        continue
+                    ts = event[0]
+                if ts >= latest:
+                    latest = ts
+                    append(event)
                 else:
                     insort(pending, event, key=_TS)
-                if len(pending) > window:
-                    yield pending.popleft()
-            while pending:
-                yield pending.popleft()
+                event = popleft()
+                if event is not _NOTHING:
+                    yield event
+            for event in pending:
+                if event is not _NOTHING:
+                    yield event
         finally:
             self.lines += lineno
-            self.parsed += parsed
+            self.parsed += lineno - odd
 
     def parse_line(self, line: str):
         """The event tuple on ``line``; None if it is no kmem event; ValueError if malformed."""
@@ -307,16 +349,28 @@ class TraceParser:
         ts = float(ts_text)
         if not 0.0 <= ts < _INF:
             raise ValueError(f"timestamp {ts_text!r} out of range")
+        site, sep, text = rest.partition(" ptr=")
+        if not sep:
+            raise ValueError("missing ptr=")
+        call_site, function = self._sites.get(site) or self._learn_site(site)
+        ptr_text, bytes_req, bytes_alloc, gfp, name = self._fields(kind, cache, text)
+        ptr = 0 if ptr_text in _NIL else int(ptr_text, 16)
+        if ptr < 0:
+            raise ValueError("negative ptr")
+        return (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp,
+                function if name is None else name, call_site)
 
-        # Each value runs from its key to the next key.  partition() leaves the separator
-        # empty when the key is missing, and then every later one too, so one test is enough.
+    def _fields(self, kind: int, cache: bool, text: str):
+        """The fields after "ptr=": (pointer text, bytes_req, bytes_alloc, gfp, name), name
+        None for kmalloc/kfree.  Each value runs from its key to the next key."""
         if kind == ALLOC:
-            site, _, rest = rest.partition(" ptr=")
-            ptr_text, _, rest = rest.partition(" bytes_req=")
+            # partition() leaves the separator empty when the key is missing, and then
+            # every later one too, so one test is enough.
+            ptr_text, _, rest = text.partition(" bytes_req=")
             req_text, _, rest = rest.partition(" bytes_alloc=")
             alloc_text, sep, tail = rest.partition(" gfp_flags=")
             if not sep:
-                raise ValueError("missing ptr=, bytes_req=, bytes_alloc= or gfp_flags=")
+                raise ValueError("missing bytes_req=, bytes_alloc= or gfp_flags=")
             bytes_req = int(req_text)
             bytes_alloc = int(alloc_text)
             if bytes_req < 0 or bytes_alloc < 0:
@@ -325,21 +379,13 @@ class TraceParser:
             if gfp is None:
                 gfp = self._learn_gfp(tail)
         else:
-            site, sep, ptr_text = rest.partition(" ptr=")
-            if not sep:
-                raise ValueError("missing ptr=")
+            ptr_text = text
             bytes_req = bytes_alloc = gfp = 0
-        site_info = self._sites.get(site)
-        if site_info is None:
-            site_info = self._learn_site(site)
-        call_site, tname = site_info
+        name = None
         if cache:
             ptr_text, sep, name = ptr_text.partition(" name=")
-            tname = name.strip() if sep else "kmem_cache"
-        ptr = 0 if ptr_text in _NIL else int(ptr_text, 16)
-        if ptr < 0:
-            raise ValueError("negative ptr")
-        return (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp, tname, call_site)
+            name = name.strip() if sep else "kmem_cache"
+        return ptr_text, bytes_req, bytes_alloc, gfp, name
 
     def _locate(self, line: str):
         """The slow path for a line the fast path could not place: (header, fields, kind,
@@ -359,6 +405,73 @@ class TraceParser:
         if colon < 0:
             raise ValueError("no timestamp before the event name")
         return line[:colon], line[match.end():], *_KINDS[match.group(1)]
+
+    def _learn(self, line: str):
+        """parse_line for a line the fast path of events() could not read, after learning
+        the pieces the fast path will need for the next line like it."""
+        head, _, rest = line.partition(": ")
+        mid, _, rest = rest.partition(" ptr=")
+        ptr_text, sep, tail = rest.partition(" ")
+        try:
+            if head[:-6] not in self._heads:
+                self._learn_head(head[:-6])
+            entry = self._mids.get(mid) or self._learn_mid(mid)
+            if (tail or sep) not in entry[2]:
+                self._learn_tail(mid, entry[2], tail or sep)
+        except ValueError:      # a piece the fast path cannot take: parse_line decides
+            pass
+        return self.parse_line(line)
+
+    def _learn_mid(self, mid: str):
+        """"kmem:kfree: call_site=f+0x4" (event name, maybe padded, and call site) ->
+        (kind, call_site, {} to be filled by _learn_tail)."""
+        kind, _, call_site, _ = self._mid_spec(mid)
+        return self._remember(self._mids, mid, (kind, call_site, {}))
+
+    def _mid_spec(self, mid: str):
+        """(kind, is a cache event, call_site, function) of the text between the
+        timestamp's ": " and " ptr="."""
+        token, sep, site = mid.partition(": ")
+        spec = _EVENTS.get(token.lstrip(" "))
+        if not sep or spec is None:
+            raise ValueError("no kmem event name before the call site")
+        return (*spec, *(self._sites.get(site) or self._learn_site(site)))
+
+    def _learn_tail(self, mid: str, tails: dict, key: str):
+        """The fields after the pointer -> (bytes_req, bytes_alloc, gfp, tname), for events
+        of ``mid``.  ``key`` is the text after the first space after "ptr=", or "" if the
+        pointer runs to the end of the line.  Taken only if, with any pointer text without
+        spaces before it, _fields would read exactly that pointer text: checked with "0"."""
+        kind, cache, _, function = self._mid_spec(mid)
+        ptr_text, bytes_req, bytes_alloc, gfp, name = self._fields(
+            kind, cache, "0 " + key if key else "0")
+        if ptr_text != "0":
+            raise ValueError("more than the pointer before the next field")
+        tname = function if name is None else name
+        self._tails += 1
+        if self._tails > _CACHE_LIMIT:      # the dicts of all call sites together
+            self._tails = 1
+            for entry in self._mids.values():
+                entry[2].clear()
+        tails[key] = value = (bytes_req, bytes_alloc, gfp, tname)
+        return value
+
+    def _learn_head(self, key: str):
+        """The header up to the last six digits of the timestamp, "perf 12 [001] 1595.",
+        -> (cpu, base, scale): the timestamp of the line is (base + int(last six digits)) /
+        scale.  Exact: float() and the division of two ints both round the same rational
+        number correctly.  Only for a timestamp of ASCII digits, "." and more digits."""
+        prefix, _, seconds = key.rpartition(" ")
+        whole, dot, fraction = seconds.partition(".")
+        if not (dot and whole.isdigit() and whole.isascii() and len(whole) <= 15
+                and (fraction.isdigit() and fraction.isascii() and len(fraction) <= 9
+                     or not fraction)):
+            raise ValueError("not a plain decimal timestamp")
+        cpu = self._cpus.get(prefix)
+        if cpu is None:
+            cpu = self._learn_cpu(prefix)
+        scale = 10 ** (len(fraction) + 6)
+        return self._remember(self._heads, key, (cpu, int(whole + fraction) * 10 ** 6, scale))
 
     def _learn_cpu(self, prefix: str) -> int:
         """The cpu in the last [...] of the header before the timestamp."""
