@@ -91,6 +91,9 @@ def make_parser() -> argparse.ArgumentParser:
     _machine_args(s, many=True)
     s.add_argument("--cost", action="append", metavar="NAME=CYCLES", dest="costs",
                    help="override a price of the cost model (docs/cost-model.md)")
+    s.add_argument("--no-pipeline", action="store_true",
+                   help="parse the trace in this process (default: in a second process, overlapping "
+                        "the simulation, when the machine has two CPUs or more; same results)")
     s = sub.add_parser("scenario", help="a built-in experiment; isa-dma: the 2003 slab ISA bounce-buffer regression")
     s.add_argument("name", choices=("isa-dma",), help="isa-dma: docs/isa-dma.md")
     s.add_argument("--physmem", default="256M", help="physical memory (default 256M)")
@@ -186,17 +189,18 @@ def _grid(cfg, ncpus) -> list:
     return run_grid(specs, cfg.jobs, _progress(len(specs)), cfg.executor, cfg.scheduler)
 
 
-def _replays(cfg, path: str, ncpus: int | None) -> list:
+def _replays(cfg, path: str, ncpus: int | None, pipeline: bool | None = None) -> list:
     """The trace replayed on every configured backend (records like the harness's)."""
     bar = _progress_lines()
     return [replay_trace(path, b, ncpus, cfg.physmem, cfg.arch, cfg.options_for(b), cfg.costs,
-                         cfg.seed, bar) for b in cfg.backends]
+                         cfg.seed, bar, pipeline) for b in cfg.backends]
 
 
 def cmd_replay(args) -> str:
     cfg = _config(args)
     explicit = args.ncpus is not None or (args.config and "ncpus" in load_toml(args.config))
-    records = _untimed(args, _replays(cfg, args.trace, cfg.ncpus[0] if explicit else None))
+    records = _untimed(args, _replays(cfg, args.trace, cfg.ncpus[0] if explicit else None,
+                                      False if args.no_pipeline else None))
     if cfg.plot:
         plot.plot_series(records, cfg.plot)
     return render(records, cfg.format, lambda rs: "\n".join(run_report(r) for r in rs))

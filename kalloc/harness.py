@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import statistics
 import time as _time
-from operator import attrgetter
 
 import attrs
 from attrs import field, frozen
@@ -82,6 +81,7 @@ class Simulator:
 
     def __init__(self, kernel, costs: CostModel):
         self.k = kernel
+        self.k_malloc, self.k_free, self.k_usable_size = kernel.malloc, kernel.free, kernel.usable_size
         self.be = kernel.backend
         self.vm = kernel.vm
         self.m = kernel.machine
@@ -101,39 +101,78 @@ class Simulator:
         self.pending_ipis: list = []
         self.ops = {"malloc": 0, "free": 0, "realloc": 0, "failed": 0}
         self.live_req = self.live_usable = 0
-        self.peak_req = self.peak_fp = 0
+        self.peak_req = 0
         self.frag_at_peak = 0
         self.zero_req = 0
         self.series: list = []
         self.nops = 0
-        self.boot_fp = kernel.footprint()
+        self.boot_fp = self.peak_fp = kernel.footprint()
         self.zero0 = self.vm.bytes_zeroed
         self.m.ipi_handler = self._ipi
-        self.prices = costs.unit_prices(n)
-        self._be_counts = attrgetter("lock_acquires", "crit_sections", "remote_cas", "cold_allocs")
-        self._vm_counts = attrgetter("pages_mapped", "bytes_zeroed", "bytes_copied", "tlb_shootdowns")
+        base, lock, crit, cas, ipi, cold, page, zero, copy, shoot = costs.unit_prices(n)
+        self._base, self._hot_prices = base, (lock, crit, cold)
+        self._rare_prices = (cas, ipi, page, shoot, zero, copy)
         self._page_size = self.m.arch.page_size
+        self.fp = self.boot_fp
+        self._last = self._counts()
         self.debug = isinstance(self.be, DebugBackend)
 
     # --- counters and prices ------------------------------------------------------------
-    # NOTE: these two run around every operation, so they read the counters with C-level
-    # attrgetters and price with a tuple of unit prices (CostModel.unit_prices).
-    def _snap(self):
-        return self._be_counts(self.be), self._vm_counts(self.vm), self.m.ipis
+    # Every backend or VM call the harness makes is inside a priced section that ends
+    # with _charge, so the counters read at the end of one operation are those at the
+    # start of the next: one read per operation.  The three the fast paths move (locks,
+    # critical sections, cold allocations) are priced one by one; the rest are compared
+    # as one tuple and priced only when something moved.  Direct attribute reads: an
+    # attrgetter over the same ten counters costs three times as much.
+    def _counts(self) -> tuple:
+        be, vm, m = self.be, self.vm, self.m
+        return (be.lock_acquires, be.crit_sections, be.cold_allocs,
+                (be.remote_cas, m.ipis, vm.pages_mapped, vm.tlb_shootdowns, vm.bytes_zeroed, vm.bytes_copied,
+                 m.free_count))
 
-    def _price(self, s0):
-        """(cycles, global locks taken) for the counters moved since snapshot s0."""
-        b0, v0, i0 = s0
-        b1 = self._be_counts(self.be)
-        base, p_lock, p_crit, p_cas, p_ipi, p_cold, p_page, p_zero, p_copy, p_shoot = self.prices
-        locks = b1[0] - b0[0]
-        cost = (base + locks * p_lock + (b1[1] - b0[1]) * p_crit + (b1[2] - b0[2]) * p_cas
-                + (b1[3] - b0[3]) * p_cold + (self.m.ipis - i0) * p_ipi)
-        v1 = self._vm_counts(self.vm)
-        if v1 != v0:
-            cost += ((v1[0] - v0[0]) * p_page + ((v1[1] - v0[1]) * p_zero + (v1[2] - v0[2]) * p_copy) // 1024
-                     + (v1[3] - v0[3]) * p_shoot)
-        return cost, locks
+    def _charge(self, cpu: int, start: int, cycles: int) -> int:
+        """Occupy ``cpu`` from ``start`` (and the global lock if the operation took it) for
+        ``cycles`` plus the price of the counters moved since the last charge; returns the
+        end time.  An operation passes its op_base, a WORK step its own cycles."""
+        lock, crit, cold, rare = s1 = self._counts()
+        l0, c0, k0, r0 = self._last
+        self._last = s1
+        p_lock, p_crit, p_cold = self._hot_prices
+        cost = cycles + (lock - l0) * p_lock + (crit - c0) * p_crit + (cold - k0) * p_cold
+        if rare != r0:
+            cas, ipis, pages, shoot, zeroed, copied, free_count = rare
+            p_cas, p_ipi, p_page, p_shoot, p_zero, p_copy = self._rare_prices
+            cost += ((cas - r0[0]) * p_cas + (ipis - r0[1]) * p_ipi + (pages - r0[2]) * p_page
+                     + (shoot - r0[3]) * p_shoot + ((zeroed - r0[4]) * p_zero + (copied - r0[5]) * p_copy) // 1024)
+            if free_count != r0[6]:              # pages changed hands: a new footprint
+                self.fp = fp = (self.m.npages - free_count) * self._page_size
+                if fp > self.peak_fp:
+                    self.peak_fp = fp
+        if lock != l0:
+            if start < self.lock_free_at:
+                self.lock_wait += self.lock_free_at - start
+                start = self.lock_free_at
+            if self.lock_owner != cpu and self.lock_owner != -1:
+                cost += self.costs.lock_handoff
+            self.lock_free_at = start + cost
+            self.lock_owner = cpu
+        end = start + cost
+        self.clock[cpu] = end
+        self.busy[cpu] += cost
+        if self.pending_ipis:
+            for dst, func, args in self.pending_ipis:
+                self.engine.schedule(end + self.costs.ipi_latency, self._interrupt, dst, func, args,
+                                     priority=URGENT)
+            self.pending_ipis.clear()
+        self.nops = n = self.nops + 1
+        if not n & 63:
+            self.series.append((end, self.fp, self.live_req))
+        return end
+
+    def unpriced(self) -> None:
+        """Drop what the counters moved since the last charge: an attempt that sleeps
+        (``Deadlock``) undoes itself and is not priced; its retry after a free is."""
+        self._last = self._counts()
 
     def _ipi(self, src, dst, func, args):
         self.pending_ipis.append((dst, func, args))
@@ -164,6 +203,7 @@ class Simulator:
         try:
             result, end = self._do(t, now)
         except Deadlock as e:
+            self.unpriced()
             t.waiting = f"{e} [{t.name} on cpu {cpu}]"
             self.blocked.append(t)
             return
@@ -175,60 +215,31 @@ class Simulator:
         if self._advance(t, result):
             self.engine.schedule(end, self._exec, t)
 
-    def _finish(self, cpu: int, start: int, cost: int, locked: int) -> int:
-        """Occupy the CPU (and the global lock if the op took it); returns the end time."""
-        if locked:
-            acquire = max(start, self.lock_free_at)
-            self.lock_wait += acquire - start
-            if self.lock_owner not in (-1, cpu):
-                cost += self.costs.lock_handoff
-            start = acquire
-            self.lock_free_at = start + cost
-            self.lock_owner = cpu
-        end = start + cost
-        self.clock[cpu] = end
-        self.busy[cpu] += cost
-        if self.pending_ipis:
-            for dst, func, args in self.pending_ipis:
-                self.engine.schedule(end + self.costs.ipi_latency, self._interrupt, dst, func, args,
-                                     priority=URGENT)
-            self.pending_ipis.clear()
-        fp = (self.m.npages - self.m.free_count) * self._page_size
-        if fp > self.peak_fp:
-            self.peak_fp = fp
-        self.nops += 1
-        if not self.nops & 63:
-            self.series.append((end, fp, self.live_req))
-        return end
-
     def _interrupt(self, dst: int, func, args) -> None:
         start = max(self.engine.now, self.clock[dst])
-        s0 = self._snap()
         func(*args)
-        cost, locked = self._price(s0)
-        self._finish(dst, start, cost + self.costs.ipi_receive, locked)
-        self._wake()
+        self._charge(dst, start, self._base + self.costs.ipi_receive)
+        if self.blocked:
+            self._wake()
 
     def _do(self, t: _Thread, now: int):
         op = t.op
         code = op[0]
         k, cpu = self.k, t.cpu
         if code == WORK:
-            return None, self._finish(cpu, now, op[1], 0)
+            return None, self._charge(cpu, now, op[1])
         if code == MALLOC:
             _, size, tname, flags = op
             mt = self._mtype(tname)
             addr, end = self.malloc(cpu, now, size, mt, flags)
             return (None if addr is None else self._bind(addr, mt, size, flags)), end
         if code == FREE:
-            addr, mt, _ = self._unbind(op[1])
+            addr, mt = self._unbind(op[1])[:2]
             return None, self.free(cpu, now, addr, mt)
         if code == REALLOC:
             _, h, size, flags = op
-            addr, mt, old = self.handles[h]
-            s0 = self._snap()
+            addr, mt = self.handles[h][:2]
             new = k.realloc(addr, size, mt, flags, cpu)
-            cost, locked = self._price(s0)
             self.ops["realloc"] += 1
             result = None
             if new is None:
@@ -236,8 +247,9 @@ class Simulator:
             else:
                 self._unbind(h)
                 result = self._bind(new, mt, size, flags)
-            end = self._finish(cpu, now, cost, locked)
-            self._wake()
+            end = self._charge(cpu, now, self._base)
+            if self.blocked:
+                self._wake()
             return result, end
         if code == WRITE:
             k.write(self.handles[op[1]][0], op[2])
@@ -262,30 +274,26 @@ class Simulator:
             self.waiters.setdefault(id(q), []).append(t)
             return _BLOCK, now
         if code == CALL:
-            s0 = self._snap()
             result = op[1](k, *op[2])
-            cost, locked = self._price(s0)
-            return result, self._finish(cpu, now, cost, locked)
+            return result, self._charge(cpu, now, self._base)
         raise ValueError(f"thread {t.name!r} yielded an unknown operation {op!r}")
 
     def malloc(self, cpu: int, now: int, size: int, mt, flags: int):
         """One priced malloc on cpu at time now: (address or None, end time)."""
-        s0 = self._snap()
-        addr = self.k.malloc(size, mt, flags, cpu)
-        cost, locked = self._price(s0)
-        self.ops["malloc"] += 1
+        addr = self.k_malloc(size, mt, flags, cpu)
+        ops = self.ops
+        ops["malloc"] += 1
         if addr is None:
-            self.ops["failed"] += 1
-        return addr, self._finish(cpu, now, cost, locked)
+            ops["failed"] += 1
+        return addr, self._charge(cpu, now, self._base)
 
     def free(self, cpu: int, now: int, addr: int, mt) -> int:
         """One priced free; wakes sleepers.  Returns the end time."""
-        s0 = self._snap()
-        self.k.free(addr, mt, cpu)
-        cost, locked = self._price(s0)
+        self.k_free(addr, mt, cpu)
         self.ops["free"] += 1
-        end = self._finish(cpu, now, cost, locked)
-        self._wake()
+        end = self._charge(cpu, now, self._base)
+        if self.blocked:
+            self._wake()
         return end
 
     def _mtype(self, tname: str):
@@ -294,12 +302,15 @@ class Simulator:
             mt = self.mtypes[tname] = self.k.malloc_type(tname)
         return mt
 
-    def _bind(self, addr: int, mt, size: int, flags: int) -> int:
-        h = self.next_handle
-        self.next_handle = h + 1
-        self.handles[h] = (addr, mt, size)
+    def _bind(self, addr: int, mt, size: int, flags: int, h=None) -> int:
+        """A handle for a new live allocation: the next number, or ``h`` (replay uses its keys)."""
+        if h is None:
+            h = self.next_handle
+            self.next_handle = h + 1
+        usable = self.k_usable_size(addr)
+        self.handles[h] = (addr, mt, size, usable)
         self.live_req += size
-        self.live_usable += self.k.usable_size(addr)
+        self.live_usable += usable
         if flags & ZERO:
             self.zero_req += size
         if self.live_req > self.peak_req:
@@ -309,11 +320,11 @@ class Simulator:
 
     def _unbind(self, h):
         try:
-            addr, mt, size = rec = self.handles.pop(h)
+            rec = self.handles.pop(h)
         except (KeyError, TypeError):
             raise ValueError(f"workload freed handle {h!r}, which is not live") from None
-        self.live_req -= size
-        self.live_usable -= self.k.usable_size(addr)
+        self.live_req -= rec[2]
+        self.live_usable -= rec[3]
         return rec
 
     def _wake(self) -> None:

@@ -60,10 +60,10 @@ def test_alloc_and_free_on_the_recorded_cpus():
         free(1.3, 1, "0x200", cache="dentry"),
     ])
     assert ops == [
-        (0, MALLOC, 0, 32, M_WAITOK | M_ZERO, "site_0x100"),
-        (1, MALLOC, 1, 64, M_NOWAIT, "dentry"),
-        (1, FREE, 0),
-        (1, FREE, 1),
+        (0, MALLOC, 0, 32, M_WAITOK | M_ZERO, "site_0x100", 1.0),
+        (1, MALLOC, 1, 64, M_NOWAIT, "dentry", 1.1),
+        (1, FREE, 0, 1.2),
+        (1, FREE, 1, 1.3),
     ]
     assert_counters(stats, events=4, allocs=2, frees=2, peak_live_requested_bytes=96, cross_cpu_frees=1)
 
@@ -83,7 +83,7 @@ def test_free_of_null_is_a_no_op():
 def test_free_of_a_pointer_allocated_before_the_trace_is_skipped():
     ops, stats = replay([free(1.0, 0, "0x100"), alloc(1.1, 0, "0x100", 8), free(1.2, 0, "0x100"),
                          free(1.3, 0, "0x100")])
-    assert ops == [(0, MALLOC, 0, 8, M_WAITOK, "site_0x100"), (0, FREE, 0)]
+    assert ops == [(0, MALLOC, 0, 8, M_WAITOK, "site_0x100", 1.1), (0, FREE, 0, 1.2)]
     assert_counters(stats, events=4, allocs=1, frees=3, unknown_frees=2, peak_live_requested_bytes=8)
 
 
@@ -91,12 +91,12 @@ def test_reallocation_of_a_live_pointer_frees_the_old_one_first():
     ops, stats = replay([alloc(1.0, 0, "0x100", 10), alloc(1.1, 1, "0x100", 20),
                          alloc(1.2, 1, "0x100", 5), free(1.3, 0, "0x100")])
     assert ops == [
-        (0, MALLOC, 0, 10, M_WAITOK, "site_0x100"),
-        (1, FREE, 0),                                  # implicit, on the new allocation's cpu
-        (1, MALLOC, 1, 20, M_WAITOK, "site_0x100"),
-        (1, FREE, 1),                                  # implicit, same cpu
-        (1, MALLOC, 2, 5, M_WAITOK, "site_0x100"),
-        (0, FREE, 2),
+        (0, MALLOC, 0, 10, M_WAITOK, "site_0x100", 1.0),
+        (1, FREE, 0, 1.1),                             # implicit: the new allocation's cpu and time
+        (1, MALLOC, 1, 20, M_WAITOK, "site_0x100", 1.1),
+        (1, FREE, 1, 1.2),                             # implicit, same cpu
+        (1, MALLOC, 2, 5, M_WAITOK, "site_0x100", 1.2),
+        (0, FREE, 2, 1.3),
     ]
     assert_counters(stats, events=4, allocs=3, frees=1, implicit_frees=2, peak_live_requested_bytes=20,
              cross_cpu_frees=2)
@@ -191,13 +191,14 @@ def synthetic_trace(n_events):
     """Allocations and frees alternating over 128 addresses, each object freed 64 allocations
     later by the other CPU: at most 64 live.  A generator; lines are made from a template
     because under tracemalloc every temporary string costs."""
-    allocation = ("   bash  100 [%03d] %d.0: kmem:kmalloc: call_site=f+0x1 ptr=%s "
+    allocation = ("   bash  100 [%03d] %d.%06d: kmem:kmalloc: call_site=f+0x1 ptr=%s "
                   "bytes_req=64 bytes_alloc=64 gfp_flags=GFP_KERNEL\n")
-    release = "   bash  100 [%03d] %d.5: kmem:kfree: call_site=g+0x1 ptr=%s\n"
+    release = "   bash  100 [%03d] %d.%06d: kmem:kfree: call_site=g+0x1 ptr=%s\n"
     ptrs = [hex(0xffff888100000000 + slot * 64) for slot in range(128)]
     for i in range(n_events // 2):
-        yield allocation % (i % 2, i, ptrs[i % 128])
-        yield release % ((i + 1) % 2, i, ptrs[(i - 64) % 128] if i >= 64 else "(nil)")
+        seconds, micros = divmod(i * 1000, 1_000_000)     # a millisecond apart
+        yield allocation % (i % 2, seconds, micros, ptrs[i % 128])
+        yield release % ((i + 1) % 2, seconds, micros + 500, ptrs[(i - 64) % 128] if i >= 64 else "(nil)")
 
 
 def test_memory_grows_with_live_allocations_not_with_the_trace():
@@ -208,7 +209,7 @@ def test_memory_grows_with_live_allocations_not_with_the_trace():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert list(last_op) == [(0, FREE, 100_000 - 65)]
+    assert list(last_op) == [(0, FREE, 100_000 - 65, 99.9995)]
     assert stats.events == 200_000 and stats.live_end == 64
     assert stats.implicit_frees == stats.unknown_frees == 0 and stats.null_frees == 64
     assert stats.cross_cpu_frees == 100_000 - 64 and stats.peak_live_requested_bytes == 65 * 64

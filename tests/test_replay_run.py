@@ -85,3 +85,42 @@ def test_cli_compare_with_trace_sits_beside_workloads(tmp_path):
 def test_cli_missing_trace_is_exit_2():
     p = subprocess.run([KALLOC, "replay", "/nonexistent/trace.xz"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "not found" in p.stderr
+
+
+def _same(a: dict, b: dict) -> bool:
+    strip = lambda r: json.dumps({k: v for k, v in r.items() if k != "wall_seconds"}, sort_keys=True)  # noqa: E731
+    return strip(a) == strip(b)
+
+
+@needs_traces
+def test_pipelined_replay_gives_the_same_record():
+    path = TRACES / "exec.perf.txt.xz"
+    assert _same(replay_trace(path, "slab", pipeline=True), replay_trace(path, "slab", pipeline=False))
+
+
+@needs_traces
+def test_a_panic_stops_both_paths_alike_and_the_trace_is_still_counted():
+    path = TRACES / "fs.perf.txt.xz"
+    kw = dict(physmem="16M", options={"vm_kmem_size": 2 << 20})
+    a, b = (replay_trace(path, "kmem_map", pipeline=p, **kw) for p in (True, False))
+    assert a["panic"] and "kmem_map too small" in a["panic"]
+    assert _same(a, b)
+    assert a["trace"] == {**count_trace(path).as_dict(), **{k: a["trace"][k] for k in ("would_sleep",
+                                                                                       "folded_cpu_events", "path")}}
+
+
+@needs_traces
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_damaged_compressed_trace_is_a_clear_error(tmp_path, damage):
+    data = bytearray((TRACES / "build.perf.txt.xz").read_bytes())
+    if damage == "truncated":
+        data = data[:20000]
+    else:
+        data[5000:5010] = b"0123456789"
+    p = tmp_path / "t.perf.txt.xz"
+    p.write_bytes(bytes(data))
+    for pipeline in (True, False):
+        with pytest.raises(ValueError, match="corrupt or truncated trace"):
+            replay_trace(p, "slab", pipeline=pipeline)
+    r = subprocess.run([KALLOC, "replay", str(p)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "corrupt or truncated" in r.stderr

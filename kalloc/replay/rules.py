@@ -27,9 +27,11 @@ The rules
 
 Operations are tuples::
 
-    (cpu, MALLOC, key, size, flags, tname)     size = bytes_req, flags = malloc(9) flags
-    (cpu, FREE, key)
+    (cpu, MALLOC, key, size, flags, tname, ts)     size = bytes_req, flags = malloc(9) flags
+    (cpu, FREE, key, ts)
 
+``ts`` is the event's timestamp in seconds (an implicit free takes the timestamp of the
+allocation that revealed it); it comes last so a driver that ignores time can slice it off.
 ``key`` numbers the replayed allocations 0, 1, 2, ...; the simulator maps each key to the
 address its own backend returned, because trace addresses mean nothing to another
 allocator.  ``tname`` is the malloc type to charge (``parse`` explains the name).
@@ -105,42 +107,52 @@ class TraceStats:
 def replay_ops(parser_events, stats: TraceStats):
     """Yield the operations that replay ``parser_events`` (event tuples in time order).
 
-    Updates ``stats`` as it goes; ``live_end`` is set when the events run out or the
-    generator is closed.
+    ``stats`` is updated as the events go by, except ``allocs``, ``frees``,
+    ``peak_live_requested_bytes`` and ``live_end``, which are brought up to date when the
+    events run out or the generator is closed.
     """
     live = {}               # ptr -> (key, cpu, bytes_req) of each live allocation
+    pop = live.pop
     live_bytes = 0
-    key = 0
+    peak = stats.peak_live_requested_bytes
+    allocs = frees = key = 0
     try:
-        for _ts, cpu, kind, ptr, size, _alloc, flags, tname, _site in parser_events:
+        for ts, cpu, kind, ptr, size, _alloc, flags, tname, _site in parser_events:
             if kind == ALLOC:
-                stats.allocs += 1
+                allocs += 1
                 if not ptr:
                     stats.failed_allocs += 1
                     continue
+                old = pop(ptr, None)
+                if old is not None:         # its free was not recorded: free it now
+                    stats.implicit_frees += 1
+                    if old[1] != cpu:
+                        stats.cross_cpu_frees += 1
+                    live_bytes -= old[2]
+                    yield (cpu, FREE, old[0], ts)
+                live[ptr] = (key, cpu, size)
+                live_bytes += size
+                if live_bytes > peak:
+                    peak = live_bytes
+                yield (cpu, MALLOC, key, size, flags, tname, ts)
+                key += 1
             else:
-                stats.frees += 1
+                frees += 1
                 if not ptr:
                     stats.null_frees += 1
                     continue
-            old = live.pop(ptr, None)
-            if old is not None:
-                if kind == ALLOC:
-                    stats.implicit_frees += 1
+                old = pop(ptr, None)
+                if old is None:
+                    stats.unknown_frees += 1
+                    continue
                 if old[1] != cpu:
                     stats.cross_cpu_frees += 1
                 live_bytes -= old[2]
-                yield (cpu, FREE, old[0])
-            elif kind != ALLOC:
-                stats.unknown_frees += 1
-            if kind == ALLOC:
-                live[ptr] = (key, cpu, size)
-                live_bytes += size
-                if live_bytes > stats.peak_live_requested_bytes:
-                    stats.peak_live_requested_bytes = live_bytes
-                yield (cpu, MALLOC, key, size, flags, tname)
-                key += 1
+                yield (cpu, FREE, old[0], ts)
     finally:
+        stats.allocs += allocs
+        stats.frees += frees
+        stats.peak_live_requested_bytes = peak
         stats.live_end = len(live)
 
 

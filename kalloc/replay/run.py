@@ -2,8 +2,15 @@
 
 Deterministic: the same trace, backend, options and CPU count give the same record.
 
-    trace lines --parse--> events --rules--> ops (cpu, MALLOC|FREE, key, ...) --> Simulator
-                                                                               (kalloc.harness)
+    trace lines --parse--> events --rules--> ops (cpu, MALLOC|FREE, key, ..., ts) --> Simulator
+                                                                                   (kalloc.harness)
+    |------- reader process (pipeline) -------|  batches of ops   |--- this process ---|
+
+With two CPUs or more the reading, parsing and rules run in a forked child that sends the
+operations in batches of ``BATCH`` through a pipe, so they overlap with the simulation;
+the operations and their order are the same either way, and so is the record.  Errors
+come back from the child as the same exceptions (a damaged .xz/.gz/.zst file is a
+ValueError that names it), and a panic leaves the counts of the whole trace in both modes.
 
 The trace's timestamps set *when* each operation is issued: an event at trace time ``ts``
 starts on its CPU at ``(ts - ts0) * clock_hz`` cycles, or later if that CPU (or the
@@ -30,91 +37,212 @@ Choices (docs/replay.md):
 from __future__ import annotations
 
 import itertools
+import lzma
+import marshal
+import multiprocessing
+import os
 import sys
+import threading
 import time as _time
+import zlib
+from collections import deque
 
 from kalloc.costs import CostModel
 from kalloc.errors import Deadlock, KernelPanic
 from kalloc.harness import RunSpec, Simulator, boot_for, record
-from kalloc.replay.parse import TraceParser, open_trace
+from kalloc.replay.parse import TraceParser, open_trace, zstandard
 from kalloc.replay.rules import MALLOC, TraceStats, replay_ops
 
 LOOKAHEAD = 10000
+BATCH = 4096            # operations per message from the reader process
+try:
+    _FORK = multiprocessing.get_context("fork")
+except ValueError:      # no fork on this platform: parse in the same process
+    _FORK = None
+PIPELINE_OK = _FORK is not None and (os.cpu_count() or 1) >= 2
 
 
 def replay_trace(path, backend: str = "slab", ncpus: int | None = None, physmem="512M", arch="i386",
                  options: dict | None = None, costs: dict | None = None, seed: int = 0,
-                 progress=None) -> dict:
-    """Replay the trace at ``path`` ("-" for stdin) on one backend; returns the run record."""
+                 progress=None, pipeline: bool | None = None) -> dict:
+    """Replay the trace at ``path`` ("-" for stdin) on one backend; returns the run record.
+
+    ``pipeline``: read and parse the trace in a second process while this one simulates
+    (None: when the machine has two CPUs or more and this process can fork safely, that is
+    runs no other thread).  The record is the same."""
     t0 = _time.perf_counter()
     model = CostModel.from_config(costs or {})
-    parser = TraceParser()
-    stats = TraceStats()
-    lines = open_trace(path)
+    if pipeline is None:
+        pipeline = PIPELINE_OK and threading.active_count() == 1
+    lines = open_trace(path)                     # here, so that a bad path is reported here
+    source = _ChildSource(lines, path) if pipeline and _FORK else _LocalSource(lines)
     try:
-        events = parser.events(lines)
-        head = list(itertools.islice(events, LOOKAHEAD))
-        if ncpus is None:
-            ncpus = max((e[1] for e in head), default=0) + 1
+        guess, ts0 = source.start()
+        ncpus = guess if ncpus is None else ncpus
         spec = RunSpec(backend, f"trace:{path}", ncpus, seed, physmem, arch, dict(options or {}), {}, dict(costs or {}))
         sim = Simulator(boot_for(spec), model)
-        clock = [head[0][0] if head else 0.0, 0.0]   # ts0, ts of the event being replayed
-
-        def timed(evs):
-            for e in evs:
-                clock[1] = e[0]
-                yield e
-
         extra = {"would_sleep": 0, "folded_cpu_events": 0}
         panic = None
         try:
-            _drive(sim, replay_ops(timed(itertools.chain(head, events)), stats), clock, model.clock_hz,
-                   ncpus, extra, progress)
+            _drive(sim, source.ops, ts0, model.clock_hz, ncpus, extra, progress)
         except KernelPanic as e:
             panic = str(e)
+        counts = source.finish()
+    except UNREADABLE as e:
+        raise _unreadable(path, e) from None
     finally:
-        if lines is not sys.stdin:
-            lines.close()
-    stats.take_parser_counts(parser)
-    trace = {**stats.as_dict(), **extra, "path": str(path)}
+        source.close()
+    trace = {**counts, **extra, "path": str(path)}
     return record(spec, sim, {"params": {}, "trace": trace}, _time.perf_counter() - t0, panic)
 
 
-def _drive(sim: Simulator, ops, clock: list, hz: int, ncpus: int, extra: dict, progress) -> None:
-    keys: dict = {}       # trace key -> harness handle
-    mtype = sim._mtype
+class _LocalSource:
+    """Parse and apply the rules in this process, as the simulator asks for operations."""
+
+    def __init__(self, lines):
+        self.lines = lines
+        self.parser, self.stats = TraceParser(), TraceStats()
+
+    def start(self) -> tuple[int, float]:
+        """(ncpus guess, first timestamp) from a lookahead of LOOKAHEAD events."""
+        events = self.parser.events(self.lines)
+        head = list(itertools.islice(events, LOOKAHEAD))
+        self.ops = replay_ops(itertools.chain(head, events), self.stats)
+        return max((e[1] for e in head), default=0) + 1, head[0][0] if head else 0.0
+
+    def finish(self) -> dict:
+        """The counts of the whole trace (read to its end if a panic stopped the replay)."""
+        deque(self.ops, maxlen=0)
+        self.stats.take_parser_counts(self.parser)
+        return self.stats.as_dict()
+
+    def close(self) -> None:
+        if self.lines is not sys.stdin:
+            self.lines.close()
+
+
+class _ChildSource:
+    """The same, in a forked child that sends the operations in batches through a pipe
+    (marshal: the fastest serialisation of tuples of ints, floats and strings).  The
+    simulation and the parsing then run on two CPUs; the operations, their order and the
+    counts are those of _LocalSource, so the record is too."""
+
+    def __init__(self, lines, path):
+        self.lines = lines
+        self.conn, child = multiprocessing.Pipe(duplex=False)
+        self.proc = _FORK.Process(target=_produce, args=(lines, path, child), daemon=True)
+        self.proc.start()
+        child.close()
+        self.counts = None
+
+    def _recv(self):
+        try:
+            kind, payload = marshal.loads(self.conn.recv_bytes())
+        except EOFError:
+            raise RuntimeError("the trace reader process died") from None
+        if kind == "error":
+            raise _ERRORS.get(payload[0], RuntimeError)(payload[1])
+        return kind, payload
+
+    def start(self) -> tuple[int, float]:
+        self.ops = self._receive()
+        return self._recv()[1]
+
+    def _receive(self):
+        recv = self._recv
+        while True:
+            kind, payload = recv()
+            if kind != "ops":
+                self.counts = payload
+                return
+            yield from payload
+
+    def finish(self) -> dict:
+        deque(self.ops, maxlen=0)
+        return self.counts
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.proc.terminate()
+        self.proc.join()
+        self.conn.close()
+        if self.lines is not sys.stdin:
+            self.lines.close()
+
+
+def _produce(lines, path, conn) -> None:
+    """The child of _ChildSource: ("start", (ncpus guess, ts0)), ("ops", [op, ...]) ...,
+    ("end", counts), or ("error", (exception class name, message))."""
+    try:
+        source = _LocalSource(lines)
+        conn.send_bytes(marshal.dumps(("start", source.start())))
+        batch = []
+        for op in source.ops:
+            batch.append(op)
+            if len(batch) == BATCH:
+                conn.send_bytes(marshal.dumps(("ops", batch)))
+                batch = []
+        conn.send_bytes(marshal.dumps(("ops", batch)))
+        conn.send_bytes(marshal.dumps(("end", source.finish())))
+    except Exception as e:   # noqa: BLE001 -- reported to the parent, which raises it
+        if isinstance(e, UNREADABLE):
+            e = _unreadable(path, e)
+        conn.send_bytes(marshal.dumps(("error", (type(e).__name__, str(e)))))
+    finally:
+        conn.close()
+
+
+# What a damaged compressed file raises while it is read (gzip's BadGzipFile is an OSError).
+UNREADABLE = (lzma.LZMAError, zlib.error, EOFError) + ((zstandard.ZstdError,) if zstandard else ())
+_ERRORS = {e.__name__: e for e in (ValueError, OSError, FileNotFoundError, UnicodeError)}
+
+
+def _unreadable(path, e: Exception) -> ValueError:
+    return ValueError(f"{path}: corrupt or truncated trace ({e})")
+
+
+def _drive(sim: Simulator, ops, ts0: float, hz: int, ncpus: int, extra: dict, progress) -> None:
+    """Issue each operation at its trace time on its CPU (see the module docstring).
+
+    NOTE: this loop runs once per operation of traces of millions of lines, so it binds
+    everything it uses to locals and calls the simulator's priced malloc/free directly."""
+    handles = sim.handles  # the replay keys are the harness handles
+    mtypes, new_mtype = sim.mtypes, sim._mtype
+    malloc, free, bind, unbind = sim.malloc, sim.free, sim._bind, sim._unbind
     engine = sim.engine
-    ts0 = clock[0]
-    n = 0
-    for op in ops:
-        cpu = op[0]
-        if cpu >= ncpus:
-            cpu %= ncpus
-            extra["folded_cpu_events"] += 1
-        now = int((clock[1] - ts0) * hz)
-        if now < engine.now:
-            now = engine.now
-        if engine.queue:
-            engine.run(until=now)   # IPI handlers due by now
-        if now < sim.clock[cpu]:
-            now = sim.clock[cpu]
-        if op[1] == MALLOC:
-            _, _, key, size, flags, tname = op
-            mt = mtype(tname)
-            try:
-                addr, _ = sim.malloc(cpu, now, size, mt, flags)
-            except Deadlock:
-                extra["would_sleep"] += 1
-                sim.ops["failed"] += 1
-                continue
-            if addr is not None:
-                keys[key] = sim._bind(addr, mt, size, flags)
-        else:
-            h = keys.pop(op[2], None)
-            if h is not None:
-                addr, mt, _ = sim._unbind(h)
-                sim.free(cpu, now, addr, mt)
-        n += 1
-        if progress and not n & 0xFFFF:
-            progress(n)
-    engine.run()
+    queue, clock = engine.queue, sim.clock
+    folded = n = 0
+    try:
+        for op in ops:
+            cpu = op[0]
+            if cpu >= ncpus:
+                cpu %= ncpus
+                folded += 1
+            now = int((op[-1] - ts0) * hz)
+            if now < engine.now:
+                now = engine.now
+            if queue:
+                engine.run(until=now)   # IPI handlers due by now
+            if now < clock[cpu]:
+                now = clock[cpu]
+            if op[1] == MALLOC:
+                key, size, flags, tname = op[2:6]
+                mt = mtypes.get(tname) or new_mtype(tname)
+                try:
+                    addr = malloc(cpu, now, size, mt, flags)[0]
+                except Deadlock:
+                    sim.unpriced()
+                    extra["would_sleep"] += 1
+                    sim.ops["failed"] += 1
+                    continue
+                if addr is not None:
+                    bind(addr, mt, size, flags, key)
+            elif op[2] in handles:                # not if its malloc failed
+                addr, mt = unbind(op[2])[:2]
+                free(cpu, now, addr, mt)
+            n += 1
+            if progress and not n & 0xFFFF:
+                progress(n)
+        engine.run()
+    finally:
+        extra["folded_cpu_events"] += folded
