@@ -60,9 +60,16 @@ class VMMap:
         return None
 
     def _carve(self, i: int, start: int, end: int) -> None:
+        """Take [start, end) out of hole i: it shrinks, splits in two or goes."""
         h = self.holes[i]
-        pieces = [p for p in ([h[0], start], [end, h[1]]) if p[0] < p[1]]
-        self.holes[i:i + 1] = pieces
+        if h[0] < start:
+            if end < h[1]:
+                self.holes.insert(i + 1, [end, h[1]])
+            h[1] = start
+        elif end < h[1]:
+            h[0] = end
+        else:
+            del self.holes[i]
 
     def remove(self, start: int, length: int) -> None:
         """vm_map_remove of an allocated range: give it back as a hole (merging)."""
@@ -199,11 +206,19 @@ class KernelVM:
             pos += ln
 
     def zero(self, va: int, n: int) -> None:
-        """bzero through the pmap; counts the bytes the kernel zeroes."""
-        self.bytes_zeroed += n
+        """bzero through the pmap (one lookup when the range stays in one page, as most chunks
+        do); counts the bytes the kernel zeroes, once zeroed."""
         phys = self.machine.phys
-        for pfn, off, ln in self._pieces(va, n):
-            phys.zero(pfn, off, ln)
+        off = va & self._mask
+        if n and off + n <= self._mask + 1:      # within one page: most chunks
+            pfn = self.pmap.get(va >> self._shift)
+            if pfn is None:
+                raise PageFault(va)
+            phys.zero(pfn, off, n)
+        else:
+            for pfn, off, ln in self._pieces(va, n):
+                phys.zero(pfn, off, ln)
+        self.bytes_zeroed += n
 
     def copy(self, dst: int, src: int, n: int) -> None:
         """bcopy through the pmap; counts the bytes the kernel copies."""

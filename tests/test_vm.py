@@ -1,9 +1,12 @@
 """Kernel VA: first fit, submaps, the pmap, and memory access through it."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kalloc
 from kalloc.machine import VM_ALLOC_SYSTEM
+from kalloc.errors import PageFault
 from kalloc.vm import VMMap
 
 
@@ -74,6 +77,53 @@ def test_zero_counts_and_clears():
     k.vm.zero(va, 50)
     assert k.read(va, 100) == bytes(50) + b"\xff" * 50
     assert k.vm.bytes_zeroed == 50
+
+
+def test_zero_within_a_page_across_pages_and_of_nothing():
+    k = kalloc.boot("bump")
+    va = k.vm.kernel_map.findspace(2 * 4096, 4096)
+    k.vm.map_pages(va, 2, VM_ALLOC_SYSTEM, 0)
+    k.write(va, b"\xff" * 8192)
+    k.vm.zero(va + 4000, 96)                   # the end of the first page
+    k.vm.zero(va + 4096 + 10, 20)              # inside the second
+    k.vm.zero(va + 4090, 12)                   # across the boundary
+    data = k.read(va, 8192)
+    zeroed = set(range(4000, 4102)) | set(range(4106, 4126))
+    assert [i for i in range(8192) if data[i] == 0] == sorted(zeroed)
+    k.vm.zero(0xDEAD0000, 0)                   # nothing to zero: no fault, as bzero(p, 0)
+    with pytest.raises(PageFault):
+        k.vm.zero(0xDEAD0000, 1)
+    assert k.vm.bytes_zeroed == 96 + 20 + 12
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 8), st.sampled_from([1, 2, 4]), st.integers(0, 50)),
+                max_size=60))
+def test_first_fit_against_a_page_bitmap(steps):
+    """findspace/remove on a 64-page map agree with first fit over a bitmap, and the holes
+    stay sorted, non-empty and apart (merged)."""
+    page = 0x1000
+    m = VMMap("t", 0, 64 * page)
+    used = [False] * 64
+    live = []
+    for alloc, npages, align, pick in steps:
+        if alloc or not live:
+            want = next((s for s in range(0, 64 - npages + 1, align)
+                         if not any(used[s:s + npages])), None)
+            got = m.findspace(npages * page, align * page)
+            assert got == (None if want is None else want * page)
+            if want is not None:
+                used[want:want + npages] = [True] * npages
+                live.append((want, npages))
+        else:
+            start, n = live.pop(pick % len(live))
+            m.remove(start * page, n * page)
+            used[start:start + n] = [False] * n
+        free_pages = [i for i in range(64) if not used[i]]
+        assert sorted(p // page for s, e in m.holes for p in range(s, e, page)) == free_pages
+        assert all(s < e for s, e in m.holes)
+        assert all(a[1] < b[0] for a, b in zip(m.holes, m.holes[1:]))
+        assert m.size == (64 - len(free_pages)) * page
 
 
 def test_unmap_frees_pages_and_counts_shootdown_on_smp():
