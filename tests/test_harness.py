@@ -104,3 +104,15 @@ def test_dask_local_cluster_gives_identical_results():
     specs = specs_for(["bump"], ["tty"], [1, 2], [0], params={"bursts": 10})
     strip = lambda rs: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rs]
     assert strip(run_grid(specs, jobs=2, executor="dask")) == strip(run_grid(specs, jobs=1))
+
+
+def test_an_attempt_that_sleeps_is_not_priced():
+    """What the counters moved before a Deadlock (undone work) is dropped by unpriced();
+    without it the next operation would pay for it."""
+    sim = Simulator(boot("slab", ncpus=2), CostModel())
+    base = sim._base
+    sim.be.lock_acquires += 3                   # as an attempt that sleeps leaves them
+    sim.unpriced()
+    assert sim._charge(0, 0, base) == base and sim.busy[0] == base
+    sim.be.lock_acquires += 3
+    assert sim._charge(1, 0, base) > base       # the same moves, charged when not dropped

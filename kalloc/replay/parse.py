@@ -151,8 +151,8 @@ _EVENT_RE = re.compile(r"(?<!\S)(?:kmem:)?(%s):(?:\s|$)" % "|".join(_KINDS))
 _FUNCTION_RE = re.compile(r"[^+/\s]+")
 _NIL = ("(nil)", "(nil)\n")      # as printed; 0x0, 0000000000000000 and 0 are zero anyway
 _TS = itemgetter(0)
-_NOTHING = (-float("inf"),)   # a placeholder in the reorder window (see events)
 _INF = float("inf")
+_NOTHING = (-_INF,)             # a placeholder in the reorder window (see events)
 
 _WAITING = frozenset({
     "GFP_KERNEL", "GFP_KERNEL_ACCOUNT", "GFP_NOFS", "GFP_NOIO", "GFP_USER", "GFP_TRANSHUGE",
