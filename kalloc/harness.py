@@ -123,7 +123,8 @@ class Simulator:
     # start of the next: one read per operation.  The three the fast paths move (locks,
     # critical sections, cold allocations) are priced one by one; the rest are compared
     # as one tuple and priced only when something moved.  Direct attribute reads: an
-    # attrgetter over the same ten counters costs three times as much.
+    # attrgetter over the same ten counters costs three times as much.  _charge repeats
+    # the read of _counts in line: the call would add 4 % to a replay.
     def _counts(self) -> tuple:
         be, vm, m = self.be, self.vm, self.m
         return (be.lock_acquires, be.crit_sections, be.cold_allocs,
@@ -134,9 +135,12 @@ class Simulator:
         """Occupy ``cpu`` from ``start`` (and the global lock if the operation took it) for
         ``cycles`` plus the price of the counters moved since the last charge; returns the
         end time.  An operation passes its op_base, a WORK step its own cycles."""
-        lock, crit, cold, rare = s1 = self._counts()
+        be, vm, m = self.be, self.vm, self.m
+        lock, crit, cold = be.lock_acquires, be.crit_sections, be.cold_allocs
+        rare = (be.remote_cas, m.ipis, vm.pages_mapped, vm.tlb_shootdowns, vm.bytes_zeroed, vm.bytes_copied,
+                m.free_count)
         l0, c0, k0, r0 = self._last
-        self._last = s1
+        self._last = (lock, crit, cold, rare)
         p_lock, p_crit, p_cold = self._hot_prices
         cost = cycles + (lock - l0) * p_lock + (crit - c0) * p_crit + (cold - k0) * p_cold
         if rare != r0:

@@ -145,17 +145,18 @@ class _ChildSource:
         return kind, payload
 
     def start(self) -> tuple[int, float]:
-        self.ops = self._receive()
+        # chain.from_iterable walks each batch in C: no generator frame per operation
+        self.ops = itertools.chain.from_iterable(self._batches())
         return self._recv()[1]
 
-    def _receive(self):
+    def _batches(self):
         recv = self._recv
         while True:
             kind, payload = recv()
             if kind != "ops":
                 self.counts = payload
                 return
-            yield from payload
+            yield payload
 
     def finish(self) -> dict:
         deque(self.ops, maxlen=0)
@@ -205,13 +206,16 @@ def _drive(sim: Simulator, ops, ts0: float, hz: int, ncpus: int, extra: dict, pr
     """Issue each operation at its trace time on its CPU (see the module docstring).
 
     NOTE: this loop runs once per operation of traces of millions of lines, so it binds
-    everything it uses to locals and calls the simulator's priced malloc/free directly."""
+    everything it uses to locals, calls the backend's malloc/free and the simulator's
+    pricing directly (what Simulator.malloc and .free do, without their call) and counts
+    the operations in locals.  A replay has no threads, so no free has sleepers to wake."""
     handles = sim.handles  # the replay keys are the harness handles
     mtypes, new_mtype = sim.mtypes, sim._mtype
-    malloc, free, bind, unbind = sim.malloc, sim.free, sim._bind, sim._unbind
+    k_malloc, k_free, charge, bind, unbind = sim.k_malloc, sim.k_free, sim._charge, sim._bind, sim._unbind
+    base = sim._base
     engine = sim.engine
     queue, clock = engine.queue, sim.clock
-    folded = n = 0
+    folded = n = mallocs = frees = failed = 0
     try:
         for op in ops:
             cpu = op[0]
@@ -226,23 +230,33 @@ def _drive(sim: Simulator, ops, ts0: float, hz: int, ncpus: int, extra: dict, pr
             if now < clock[cpu]:
                 now = clock[cpu]
             if op[1] == MALLOC:
-                key, size, flags, tname = op[2:6]
+                _, _, key, size, flags, tname, _ = op
                 mt = mtypes.get(tname) or new_mtype(tname)
                 try:
-                    addr = malloc(cpu, now, size, mt, flags)[0]
+                    addr = k_malloc(size, mt, flags, cpu)
                 except Deadlock:
                     sim.unpriced()
                     extra["would_sleep"] += 1
-                    sim.ops["failed"] += 1
+                    failed += 1
                     continue
-                if addr is not None:
+                mallocs += 1
+                charge(cpu, now, base)
+                if addr is None:
+                    failed += 1
+                else:
                     bind(addr, mt, size, flags, key)
             elif op[2] in handles:                # not if its malloc failed
                 addr, mt = unbind(op[2])[:2]
-                free(cpu, now, addr, mt)
+                k_free(addr, mt, cpu)
+                frees += 1
+                charge(cpu, now, base)
             n += 1
             if progress and not n & 0xFFFF:
                 progress(n)
         engine.run()
     finally:
         extra["folded_cpu_events"] += folded
+        counts = sim.ops
+        counts["malloc"] += mallocs
+        counts["free"] += frees
+        counts["failed"] += failed
