@@ -177,13 +177,12 @@ def _produce(lines, path, conn) -> None:
     try:
         source = _LocalSource(lines)
         conn.send_bytes(marshal.dumps(("start", source.start())))
-        batch = []
-        for op in source.ops:
-            batch.append(op)
-            if len(batch) == BATCH:
-                conn.send_bytes(marshal.dumps(("ops", batch)))
-                batch = []
-        conn.send_bytes(marshal.dumps(("ops", batch)))
+        ops = source.ops
+        while True:                       # full batches, then one shorter (maybe empty)
+            batch = list(itertools.islice(ops, BATCH))
+            conn.send_bytes(marshal.dumps(("ops", batch)))
+            if len(batch) < BATCH:
+                break
         conn.send_bytes(marshal.dumps(("end", source.finish())))
     except Exception as e:   # noqa: BLE001 -- reported to the parent, which raises it
         if isinstance(e, UNREADABLE):
