@@ -65,13 +65,19 @@ def floor(path) -> float:
 @pytest.mark.parametrize("backend", ["slab", "kmem_map"])
 def test_replay_throughput(million, backend, mode):
     """The command as users run it (reading in a second process on a 2-CPU machine), and
-    with --no-pipeline (one process): both are recorded against the same target."""
+    with --no-pipeline (one process): both are recorded against the same target.  The
+    speed of this shared machine drifts by tens of percent over minutes, so the floor is
+    measured between the runs too, and the fastest run meets the fastest floor."""
     path, n = million
-    f = min(floor(path) for _ in range(3))
-    t = time.perf_counter()
-    subprocess.run([KALLOC, "replay", str(path), "--backend", backend, "--format", "json", *mode.split()],
-                   check=True, stdout=subprocess.DEVNULL, timeout=1800)
-    r = time.perf_counter() - t
+    floors = [floor(path) for _ in range(3)]
+    runs = []
+    for _ in range(2):
+        t = time.perf_counter()
+        subprocess.run([KALLOC, "replay", str(path), "--backend", backend, "--format", "json", *mode.split()],
+                       check=True, stdout=subprocess.DEVNULL, timeout=1800)
+        runs.append(time.perf_counter() - t)
+        floors.append(floor(path))
+    f, r = min(floors), min(runs)
     how = "one process" if mode else "default"
     record(f"{backend}: replay of {n:,} lines ({how}), throughput / floor", f / r, "x floor", ">= 0.25",
            f / r >= 0.25)
