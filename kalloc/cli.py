@@ -15,7 +15,7 @@ from kalloc import plugins
 from kalloc.config import FORMATS, build, load_toml, parse_assignments
 from kalloc.errors import KallocError
 from kalloc import plot
-from kalloc.export import compare_table, render, run_report, scale_rows, scale_table, to_table
+from kalloc.export import compare_table, render, run_report, run_reports, scale_rows, scale_table, to_table
 from kalloc.executors import run_grid
 from kalloc.harness import RunSpec, run_one, specs_for, summarize
 from kalloc.replay.run import replay_trace
@@ -203,7 +203,7 @@ def cmd_replay(args) -> str:
                                       False if args.no_pipeline else None))
     if cfg.plot:
         plot.plot_series(records, cfg.plot)
-    return render(records, cfg.format, lambda rs: "\n".join(run_report(r) for r in rs))
+    return render(records, cfg.format, run_reports)
 
 
 def cmd_compare(args) -> str:

@@ -152,3 +152,10 @@ def run_report(rec: dict) -> str:
     if rec["panic"]:
         parts.append(f"PANIC: {rec['panic']}\n")
     return "\n".join(parts)
+
+
+def run_reports(records: list) -> str:
+    """Several runs of one input (``kalloc replay --backends a,b``): the backends side by
+    side first, with their ratios to the first, then each run in full."""
+    head = [compare_table(records)] if len(records) > 1 else []
+    return "\n".join(head + [run_report(r) for r in records])

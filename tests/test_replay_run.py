@@ -75,6 +75,18 @@ def test_cli_replay_stdin_and_determinism(tmp_path):
     assert json.loads(a.stdout)[0]["trace"]["allocs"] == 2
 
 
+def test_cli_replay_on_two_backends_puts_them_side_by_side_first(tmp_path):
+    """The table format opens with one comparison of every backend (ratios to the first),
+    then gives each run in full."""
+    p = subprocess.run([KALLOC, "replay", str(small_trace(tmp_path, LINES)), "--backends", "slab,kmem_map"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    head, _, rest = p.stdout.partition("\noperations\n")
+    named = [word for line in head.splitlines() for word in line.split() if word in ("slab", "kmem_map")]
+    assert named == ["slab", "kmem_map", "slab"]     # side by side, then the first line of slab's report
+    assert rest.count("\noperations\n") == 1        # and later kmem_map's report
+
+
 def test_cli_compare_with_trace_sits_beside_workloads(tmp_path):
     p = subprocess.run([KALLOC, "compare", "--backends", "bump", "--workloads", "tty", "--ncpus", "1",
                         "--param", "bursts=5", "--trace", str(small_trace(tmp_path, LINES)), "--format", "json"],
