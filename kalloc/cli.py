@@ -18,7 +18,7 @@ from kalloc import plot
 from kalloc.export import compare_table, render, run_report, run_reports, scale_rows, scale_table, to_table
 from kalloc.executors import run_grid
 from kalloc.harness import RunSpec, run_one, specs_for, summarize
-from kalloc.replay.run import replay_trace
+from kalloc.replay.run import replay_backends
 
 
 class UsageError(Exception):
@@ -190,10 +190,14 @@ def _grid(cfg, ncpus) -> list:
 
 
 def _replays(cfg, path: str, ncpus: int | None, pipeline: bool | None = None) -> list:
-    """The trace replayed on every configured backend (records like the harness's)."""
+    """The trace replayed on every configured backend, in one pass (records like the harness's)."""
     bar = _progress_lines()
-    return [replay_trace(path, b, ncpus, cfg.physmem, cfg.arch, cfg.options_for(b), cfg.costs,
-                         cfg.seed, bar, pipeline) for b in cfg.backends]
+    try:
+        return replay_backends(path, [(b, cfg.options_for(b)) for b in cfg.backends], ncpus, cfg.physmem,
+                               cfg.arch, cfg.costs, cfg.seed, bar, pipeline)
+    finally:
+        if bar:
+            sys.stderr.write("\n")           # end the progress line
 
 
 def cmd_replay(args) -> str:
@@ -226,12 +230,12 @@ def cmd_scale(args) -> str:
 
 
 def _progress_lines():
-    """Progress of a long trace on stderr (events replayed), when it is a terminal."""
+    """Progress of a long trace on stderr (operations read), when it is a terminal."""
     if not sys.stderr.isatty():
         return None
 
     def tick(n):
-        sys.stderr.write(f"\r{n:,} events")
+        sys.stderr.write(f"\r{n:,} operations")
         sys.stderr.flush()
     return tick
 

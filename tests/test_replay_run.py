@@ -11,7 +11,7 @@ import pytest
 
 from kalloc import plugins
 from kalloc.replay.rules import count_trace
-from kalloc.replay.run import replay_trace
+from kalloc.replay.run import replay_backends, replay_trace
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 KALLOC = str(Path(sys.executable).parent / "kalloc")
@@ -87,6 +87,24 @@ def test_cli_replay_on_two_backends_puts_them_side_by_side_first(tmp_path):
     assert rest.count("\noperations\n") == 1        # and later kmem_map's report
 
 
+def test_stdin_is_replayed_whole_on_every_backend(tmp_path):
+    """Standard input can be read only once: every backend is fed the same pass over it, and
+    each record is the one that backend gets alone from a file (it once got an empty trace
+    for every backend after the first)."""
+    text = "\n".join(LINES * 50) + "\n"
+    names = list(plugins.backends())
+    p = subprocess.run([KALLOC, "replay", "-", "--backends", ",".join(names), "--format", "json"],
+                       input=text, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    (tmp_path / "t.txt").write_text(text)
+    alone = lambda r: {k: v for k, v in r.items() if k not in ("workload", "wall_seconds", "trace")}  # noqa: E731
+    for rec, name in zip(json.loads(p.stdout), names, strict=True):
+        file_rec = replay_trace(tmp_path / "t.txt", name, physmem="64M")
+        assert rec["backend"] == name and rec["trace"]["events"] == 150
+        assert alone(rec) == alone(file_rec)
+        assert {**rec["trace"], "path": None} == {**file_rec["trace"], "path": None}
+
+
 def test_cli_compare_with_trace_sits_beside_workloads(tmp_path):
     p = subprocess.run([KALLOC, "compare", "--backends", "bump", "--workloads", "tty", "--ncpus", "1",
                         "--param", "bursts=5", "--trace", str(small_trace(tmp_path, LINES)), "--format", "json"],
@@ -120,6 +138,16 @@ def test_a_panic_stops_both_paths_alike_and_the_trace_is_still_counted():
     assert _same(a, b)
     assert a["trace"] == {**count_trace(path).as_dict(), **{k: a["trace"][k] for k in ("would_sleep",
                                                                                        "folded_cpu_events", "path")}}
+
+
+@needs_traces
+def test_one_backend_panicking_leaves_the_others_running():
+    path = TRACES / "fs.perf.txt.xz"
+    small = {"vm_kmem_size": 2 << 20}
+    both = replay_backends(path, [("kmem_map", small), ("slab", None)], physmem="64M")
+    assert "kmem_map too small" in both[0]["panic"] and both[1]["panic"] is None
+    assert _same(both[0], replay_trace(path, "kmem_map", physmem="64M", options=small))
+    assert _same(both[1], replay_trace(path, "slab", physmem="64M"))
 
 
 def synthetic_trace(n: int) -> str:

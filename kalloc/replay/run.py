@@ -70,6 +70,21 @@ def replay_trace(path, backend: str = "slab", ncpus: int | None = None, physmem=
     ``pipeline``: read and parse the trace in a second process while this one simulates
     (None: when the machine has two CPUs or more and this process can fork safely, that is
     runs no other thread).  The record is the same."""
+    return replay_backends(path, [(backend, options)], ncpus, physmem, arch, costs, seed, progress, pipeline)[0]
+
+
+def replay_backends(path, runs, ncpus: int | None = None, physmem="512M", arch="i386",
+                    costs: dict | None = None, seed: int = 0, progress=None,
+                    pipeline: bool | None = None) -> list:
+    """Replay the trace at ``path`` on several backends in one pass over it: ``runs`` lists
+    (backend name, options or None); returns their records in that order.
+
+    The trace is read and parsed once (standard input can only be read once) and every
+    simulator is fed the same batches of operations, so each record is the one
+    ``replay_trace`` gives for that backend alone; a backend that panics stops there and the
+    others go on.  ``progress(n)``, if given, is called after each batch with the number of
+    operations read.  ``wall_seconds`` of a record: the reading's time plus that backend's
+    own boot and simulation."""
     t0 = _time.perf_counter()
     model = CostModel.from_config(costs or {})
     if pipeline is None:
@@ -79,21 +94,55 @@ def replay_trace(path, backend: str = "slab", ncpus: int | None = None, physmem=
     try:
         guess, ts0 = source.start()
         ncpus = guess if ncpus is None else ncpus
-        spec = RunSpec(backend, f"trace:{path}", ncpus, seed, physmem, arch, dict(options or {}), {}, dict(costs or {}))
-        sim = Simulator(boot_for(spec), model)
-        extra = {"would_sleep": 0, "folded_cpu_events": 0}
-        panic = None
-        try:
-            _drive(sim, source.ops, ts0, model.clock_hz, ncpus, extra, progress)
-        except KernelPanic as e:
-            panic = str(e)
+        replays = [_Replay(RunSpec(backend, f"trace:{path}", ncpus, seed, physmem, arch, dict(options or {}), {},
+                                   dict(costs or {})), model, ts0) for backend, options in runs]
+        n = 0
+        for batch in source.batches:
+            for r in replays:
+                r.feed(batch)
+            n += len(batch)
+            if progress:
+                progress(n)
+        for r in replays:
+            r.feed(None)                          # the end of the trace
         counts = source.finish()
     except UNREADABLE as e:
         raise _unreadable(path, e) from None
     finally:
         source.close()
-    trace = {**counts, **extra, "path": str(path)}
-    return record(spec, sim, {"params": {}, "trace": trace}, _time.perf_counter() - t0, panic)
+    reading = _time.perf_counter() - t0 - sum(r.seconds for r in replays)
+    return [r.record(counts, path, reading) for r in replays]
+
+
+class _Replay:
+    """One backend's simulator, fed batches of operations by its driver (_drive)."""
+
+    def __init__(self, spec: RunSpec, model: CostModel, ts0: float):
+        t = _time.perf_counter()
+        self.spec = spec
+        self.sim = Simulator(boot_for(spec), model)
+        self.extra = {"would_sleep": 0, "folded_cpu_events": 0}
+        self.panic = None
+        self.driver = _drive(self.sim, ts0, model.clock_hz, spec.ncpus, self.extra)
+        next(self.driver)
+        self.seconds = _time.perf_counter() - t
+
+    def feed(self, batch) -> None:
+        """Replay a batch of operations, or end the trace (None); after a panic, nothing."""
+        if self.panic is not None:
+            return
+        t = _time.perf_counter()
+        try:
+            self.driver.send(batch)
+        except StopIteration:                     # the end: the last IPIs have run
+            pass
+        except KernelPanic as e:
+            self.panic = str(e)
+        self.seconds += _time.perf_counter() - t
+
+    def record(self, counts: dict, path, reading: float) -> dict:
+        trace = {**counts, **self.extra, "path": str(path)}
+        return record(self.spec, self.sim, {"params": {}, "trace": trace}, reading + self.seconds, self.panic)
 
 
 class _LocalSource:
@@ -107,11 +156,12 @@ class _LocalSource:
         """(ncpus guess, first timestamp) from a lookahead of LOOKAHEAD events."""
         events = self.parser.events(self.lines)
         head = list(itertools.islice(events, LOOKAHEAD))
-        self.ops = replay_ops(itertools.chain(head, events), self.stats)
+        ops = self.ops = replay_ops(itertools.chain(head, events), self.stats)
+        self.batches = iter(lambda: list(itertools.islice(ops, BATCH)), [])
         return max((e[1] for e in head), default=0) + 1, head[0][0] if head else 0.0
 
     def finish(self) -> dict:
-        """The counts of the whole trace (read to its end if a panic stopped the replay)."""
+        """The counts of the whole trace (read to its end if it was not)."""
         deque(self.ops, maxlen=0)
         self.stats.take_parser_counts(self.parser)
         return self.stats.as_dict()
@@ -145,8 +195,7 @@ class _ChildSource:
         return kind, payload
 
     def start(self) -> tuple[int, float]:
-        # chain.from_iterable walks each batch in C: no generator frame per operation
-        self.ops = itertools.chain.from_iterable(self._batches())
+        self.batches = self._batches()
         return self._recv()[1]
 
     def _batches(self):
@@ -159,7 +208,7 @@ class _ChildSource:
             yield payload
 
     def finish(self) -> dict:
-        deque(self.ops, maxlen=0)
+        deque(self.batches, maxlen=0)
         return self.counts
 
     def close(self) -> None:
@@ -177,12 +226,8 @@ def _produce(lines, path, conn) -> None:
     try:
         source = _LocalSource(lines)
         conn.send_bytes(marshal.dumps(("start", source.start())))
-        ops = source.ops
-        while True:                       # full batches, then one shorter (maybe empty)
-            batch = list(itertools.islice(ops, BATCH))
+        for batch in source.batches:
             conn.send_bytes(marshal.dumps(("ops", batch)))
-            if len(batch) < BATCH:
-                break
         conn.send_bytes(marshal.dumps(("end", source.finish())))
     except Exception as e:   # noqa: BLE001 -- reported to the parent, which raises it
         if isinstance(e, UNREADABLE):
@@ -201,57 +246,58 @@ def _unreadable(path, e: Exception) -> ValueError:
     return ValueError(f"{path}: corrupt or truncated trace ({e})")
 
 
-def _drive(sim: Simulator, ops, ts0: float, hz: int, ncpus: int, extra: dict, progress) -> None:
-    """Issue each operation at its trace time on its CPU (see the module docstring).
+def _drive(sim: Simulator, ts0: float, hz: int, ncpus: int, extra: dict):
+    """The driver of one simulator, a generator: send it each batch of operations in
+    turn, then None at the end of the trace.  Issues each operation at its trace time on
+    its CPU (see the module docstring).
 
-    NOTE: this loop runs once per operation of traces of millions of lines, so it binds
-    everything it uses to locals, calls the backend's malloc/free and the simulator's
-    pricing directly (what Simulator.malloc and .free do, without their call) and counts
-    the operations in locals.  A replay has no threads, so no free has sleepers to wake."""
+    NOTE: the inner loop runs once per operation of traces of millions of lines, so it
+    binds everything it uses to locals, calls the backend's malloc/free and the
+    simulator's pricing directly (what Simulator.malloc and .free do, without their call)
+    and counts the operations in locals.  A replay has no threads, so no free has sleepers
+    to wake."""
     handles = sim.handles  # the replay keys are the harness handles
     mtypes, new_mtype = sim.mtypes, sim._mtype
     k_malloc, k_free, charge, bind, unbind = sim.k_malloc, sim.k_free, sim._charge, sim._bind, sim._unbind
     base = sim._base
     engine = sim.engine
     queue, clock = engine.queue, sim.clock
-    folded = n = mallocs = frees = failed = 0
+    folded = mallocs = frees = failed = 0
     try:
-        for op in ops:
-            cpu = op[0]
-            if cpu >= ncpus:
-                cpu %= ncpus
-                folded += 1
-            now = int((op[-1] - ts0) * hz)
-            if now < engine.now:
-                now = engine.now
-            if queue:
-                engine.run(until=now)   # IPI handlers due by now
-            if now < clock[cpu]:
-                now = clock[cpu]
-            if op[1] == MALLOC:
-                _, _, key, size, flags, tname, _ = op
-                mt = mtypes.get(tname) or new_mtype(tname)
-                try:
-                    addr = k_malloc(size, mt, flags, cpu)
-                except Deadlock:
-                    sim.unpriced()
-                    extra["would_sleep"] += 1
-                    failed += 1
-                    continue
-                mallocs += 1
-                charge(cpu, now, base)
-                if addr is None:
-                    failed += 1
-                else:
-                    bind(addr, mt, size, flags, key)
-            elif op[2] in handles:                # not if its malloc failed
-                addr, mt = unbind(op[2])[:2]
-                k_free(addr, mt, cpu)
-                frees += 1
-                charge(cpu, now, base)
-            n += 1
-            if progress and not n & 0xFFFF:
-                progress(n)
+        while (batch := (yield)) is not None:
+            for op in batch:
+                cpu = op[0]
+                if cpu >= ncpus:
+                    cpu %= ncpus
+                    folded += 1
+                now = int((op[-1] - ts0) * hz)
+                if now < engine.now:
+                    now = engine.now
+                if queue:
+                    engine.run(until=now)   # IPI handlers due by now
+                if now < clock[cpu]:
+                    now = clock[cpu]
+                if op[1] == MALLOC:
+                    _, _, key, size, flags, tname, _ = op
+                    mt = mtypes.get(tname) or new_mtype(tname)
+                    try:
+                        addr = k_malloc(size, mt, flags, cpu)
+                    except Deadlock:
+                        sim.unpriced()
+                        extra["would_sleep"] += 1
+                        failed += 1
+                        continue
+                    mallocs += 1
+                    charge(cpu, now, base)
+                    if addr is None:
+                        failed += 1
+                    else:
+                        bind(addr, mt, size, flags, key)
+                elif op[2] in handles:                # not if its malloc failed
+                    addr, mt = unbind(op[2])[:2]
+                    k_free(addr, mt, cpu)
+                    frees += 1
+                    charge(cpu, now, base)
         engine.run()
     finally:
         extra["folded_cpu_events"] += folded
