@@ -3,8 +3,12 @@
 Deterministic: the same trace, backend, options and CPU count give the same record.
 
     trace lines --parse--> events --rules--> ops (cpu, MALLOC|FREE, key, ..., ts) --> Simulator
-                                                                                   (kalloc.harness)
+                                                                                 +-> Simulator ...
     |------- reader process (pipeline) -------|  batches of ops   |--- this process ---|
+
+The trace is read once, whatever the number of backends: each batch of operations goes to
+one driver per backend in turn (``replay_backends``), so standard input serves them all and
+each record is the one its backend gets alone.
 
 With two CPUs or more the reading, parsing and rules run in a forked child that sends the
 operations in batches of ``BATCH`` through a pipe, so they overlap with the simulation;
