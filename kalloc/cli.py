@@ -9,6 +9,7 @@ over the file.  Bad input -- unknown backend, workload or option, bad TOML, a ba
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from kalloc import plugins
@@ -117,7 +118,25 @@ def _config(args, default_ncpus=(1,)):
     cli["options"] = parse_assignments(getattr(args, "sets", None), "--set")
     cli["params"] = parse_assignments(getattr(args, "params", None), "--param")
     cli["costs"] = parse_assignments(getattr(args, "costs", None), "--cost")
-    return build(file, cli, default_ncpus)
+    cfg = build(file, cli, default_ncpus)
+    for path in (cfg.output, cfg.plot):
+        _check_writable(path)
+    args.output = cfg.output        # the config file's `output = ...` too, for _emit
+    return cfg
+
+
+def _check_writable(path: str | None) -> None:
+    """Refuse an output or plot file that cannot be written before anything runs: a long
+    comparison must not be lost to a typo in a directory name."""
+    if not path:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory")
+    if not os.path.isdir(parent):
+        raise ValueError(f"{path}: no such directory {parent}")
+    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        raise ValueError(f"{path}: not writable")
 
 
 def _untimed(args, records: list) -> list:
@@ -203,6 +222,8 @@ def _replays(cfg, path: str, ncpus: int | None, pipeline: bool | None = None) ->
 def cmd_replay(args) -> str:
     cfg = _config(args)
     explicit = args.ncpus is not None or (args.config and "ncpus" in load_toml(args.config))
+    if explicit and len(cfg.ncpus) > 1:
+        raise ValueError(f"replay takes one --ncpus (the trace's CPUs fold onto it), not {len(cfg.ncpus)}")
     records = _untimed(args, _replays(cfg, args.trace, cfg.ncpus[0] if explicit else None,
                                       False if args.no_pipeline else None))
     if cfg.plot:
@@ -279,6 +300,7 @@ COMMANDS = {
 def main(argv=None) -> int:
     try:
         args = make_parser().parse_args(argv)
+        _check_writable(getattr(args, "output", None))
         text = COMMANDS[args.command](args)
         _emit(text, getattr(args, "output", None))
         return 0

@@ -67,6 +67,14 @@ def test_csv_output_to_file(tmp_path):
     assert "sim.makespan_cycles" in header.split(",") and row.startswith("bump,tty,1,")
 
 
+def test_output_named_in_the_config_file(tmp_path):
+    out = tmp_path / "r.json"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'backends = ["bump"]\nformat = "json"\noutput = "{out}"\n[params]\nbursts = 5\n')
+    p = run("compare", "--config", str(cfg))
+    assert p.stdout == "" and json.loads(out.read_text())[0]["backend"] == "bump"
+
+
 def test_info_prints_classes():
     out = run("info", "--backend", "kmem_map").stdout
     assert "8192" in out and "16" in out
@@ -86,6 +94,10 @@ def test_info_prints_classes():
     (("compare", "--cost", "ipi_send=cheap"), "cost 'ipi_send'"),
     (("compare", "--config", "/nonexistent.toml"), "not found"),
     (("info", "--physmem", "1000"), "physmem"),
+    (("compare", "--output", "/nonexistent/dir/r.json"), "no such directory"),
+    (("compare", "--plot", "/nonexistent/dir/r.png"), "no such directory"),
+    (("scenario", "isa-dma", "--output", "/"), "is a directory"),
+    (("replay", "-", "--ncpus", "1,2"), "one --ncpus"),
     (("frobnicate",), "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, msg):
