@@ -72,3 +72,11 @@ class Deadlock(KallocError):
     def __init__(self, message: str, channel: object = None):
         self.channel = channel
         super().__init__(message)
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def expected(want: type) -> str:
+    """How a message names the type a setting takes: "an integer", "true or false", ..."""
+    return _KINDS.get(want, f"a {want.__name__}")

@@ -42,6 +42,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
+from kalloc.errors import expected
 from kalloc.flags import FLAG_INT, bad_flags
 
 MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL = range(9)
@@ -142,7 +143,7 @@ def resolve_params(cls, given: dict) -> dict:
         if want is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if not isinstance(v, want) or (want is int and isinstance(v, bool)):
-            raise ValueError(f"parameter {k!r} of workload {cls.NAME!r} takes a {want.__name__}, got {v!r}")
+            raise ValueError(f"parameter {k!r} of workload {cls.NAME!r} takes {expected(want)}, got {v!r}")
         if want in (int, float) and v < 0:
             raise ValueError(f"parameter {k!r} of workload {cls.NAME!r} must not be negative, got {v!r}")
         out[k] = v

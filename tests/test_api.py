@@ -29,7 +29,7 @@ def test_boot_4g_64cpus_is_fast_and_lazy():
     (dict(physmem=4097 * 4096 + 1), ValueError, "multiple of the page size"),
     (dict(physmem="1M"), ValueError, "below"), (dict(physmem="8G"), ValueError, "amd64"),
     (dict(arch="vax"), ValueError, "arch"), (dict(seed=1.5), TypeError, "seed"),
-    (dict(nosuch=1), ValueError, "unknown option"), (dict(arena="big"), ValueError, "takes a int"),
+    (dict(nosuch=1), ValueError, "unknown option"), (dict(arena="big"), ValueError, "takes an integer"),
     (dict(page_policy="1999"), ValueError, "must be one of"),
 ])
 def test_boot_rejects_bad_arguments(kwargs, exc, match):

@@ -28,7 +28,7 @@ import operator
 
 from attrs import frozen
 
-from kalloc.errors import BadFree, DoubleFree, WildFree, WrongType
+from kalloc.errors import BadFree, DoubleFree, WildFree, WrongType, expected
 from kalloc.flags import FLAG_INT, bad_flags
 
 # Counters a backend may keep (attributes with these names, plain ints).  The harness
@@ -67,7 +67,7 @@ class Option:
             except ValueError:
                 pass
         if self.default is not None and not (isinstance(value, want) and not (want is int and isinstance(value, bool))):
-            raise ValueError(f"option {name!r} of backend {backend!r} takes a {want.__name__}, got {value!r}")
+            raise ValueError(f"option {name!r} of backend {backend!r} takes {expected(want)}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"option {name!r} of backend {backend!r} must be one of "
                              f"{', '.join(map(str, self.choices))}; got {value!r}")
