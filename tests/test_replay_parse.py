@@ -89,13 +89,26 @@ def test_perf_older_kernel_node_events_and_raw_call_sites():
     parser, events = parse_text(PERF_OLD)
     assert [e[1:] for e in events] == [
         (1, ALLOC, 0xffff880012340000, 100, 128, M_NOWAIT, "ffffffff8123abcd", "ffffffff8123abcd"),
-        (0, ALLOC, 0xffff880012350000, 24, 32, M_NOWAIT | M_ZERO, "kmem_cache",
+        (0, ALLOC, 0xffff880012350000, 24, 32, M_NOWAIT | M_ZERO, "0xffffffff8123ab00",
          "0xffffffff8123ab00"),
-        (1, ALLOC, 0xffff880012360000, 600, 640, M_WAITOK, "kmem_cache", "alloc_inode+0x1c/0x80"),
-        (1, FREE, 0xffff880012360000, 0, 0, 0, "kmem_cache", "destroy_inode+0x3a/0x60"),
+        (1, ALLOC, 0xffff880012360000, 600, 640, M_WAITOK, "alloc_inode", "alloc_inode+0x1c/0x80"),
+        (1, FREE, 0xffff880012360000, 0, 0, 0, "destroy_inode", "destroy_inode+0x3a/0x60"),
         (0, FREE, 0xffff880012340000, 0, 0, 0, "ffffffff8123abff", "ffffffff8123abff"),
     ]
     assert parser.parsed == 5 and parser.unparsed == 0
+
+
+def test_empty_cache_name_is_unparsed_not_a_type():
+    """A cut or damaged ``name=`` is no cache name: the line is counted, not replayed under
+    a type without a name (which kalloc.MallocType refuses)."""
+    lines = PERF_RECENT.splitlines(keepends=True)
+    damaged = [lines[2].replace("name=names_cache", "name="), lines[3].replace("names_cache", " ")]
+    parser, events = parse_text("".join(damaged))
+    assert events == [] and (parser.parsed, parser.unparsed) == (0, 2)
+    assert [lineno for lineno, _ in parser.unparsed_samples] == [1, 2]
+    for line in damaged:
+        with pytest.raises(ValueError, match="empty name="):
+            parser.parse_line(line)
 
 
 def test_ftrace_with_header_and_flags_column():

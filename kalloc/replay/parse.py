@@ -57,8 +57,8 @@ Every line ends up in exactly one counter of ``TraceParser``:
   ``CPU:1 [LOST 12 EVENTS]`` (lost events cannot be recovered: the replay rules cope with
   the frees and allocations they hide);
 * ``unparsed``: a kmem event by name (``kmem:kfree:`` or ``kfree:`` as a word of its own)
-  whose header or fields cannot be read: no ``ptr=``, a non-numeric size, a cut-off line, a CPU
-  that is not a number.  The first five are kept in ``unparsed_samples`` as
+  whose header or fields cannot be read: no ``ptr=``, a non-numeric size, an empty ``name=``,
+  a cut-off line, a CPU that is not a number.  The first five are kept in ``unparsed_samples`` as
   ``(line_number, text)``, line numbers counted from 1.
 
 No line makes the parser raise.  Lines that lack the ``[cpu]`` column (``perf script -F``
@@ -73,9 +73,11 @@ An event is a plain tuple, the cheapest thing Python builds::
 ``ts`` float seconds; ``cpu`` int; ``kind`` ``ALLOC`` or ``FREE``; ``ptr`` int, 0 for NULL;
 ``bytes_req`` and ``bytes_alloc`` ints (0 for frees); ``gfp`` the kalloc malloc flags the
 ``gfp_flags`` text maps to (0 for frees); ``tname`` the malloc type name: the cache name for
-cache events (``name=``, or ``"kmem_cache"`` on kernels that do not print it), and for
-kmalloc/kfree the function of the call site, ``call_site`` without ``+0x..`` and ``/0x..``
-(a raw address stays as printed); ``call_site`` the raw text.  ``EVENT_FIELDS`` names them.
+cache events (``name=``), and otherwise the function of the call site, ``call_site`` without
+``+0x..`` and ``/0x..`` (a raw address stays as printed): for kmalloc/kfree, and for cache
+events of kernels that do not print ``name=``, where a call site stands for its cache (one
+type for all of them would put a kernel's whole slab under one type limit); ``call_site``
+the raw text.  ``EVENT_FIELDS`` names them.
 
 GFP flags become malloc(9) flags
 --------------------------------
@@ -384,7 +386,10 @@ class TraceParser:
         name = None
         if cache:
             ptr_text, sep, name = ptr_text.partition(" name=")
-            name = name.strip() if sep else "kmem_cache"
+            if not sep:
+                name = None                   # an older kernel: the call site's function
+            elif not (name := name.strip()):
+                raise ValueError("empty name=")
         return ptr_text, bytes_req, bytes_alloc, gfp, name
 
     def _locate(self, line: str):
