@@ -118,6 +118,27 @@ def test_cli_missing_trace_is_exit_2():
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "not found" in p.stderr
 
 
+def test_a_damaged_cache_name_is_counted_not_fatal(tmp_path):
+    """An empty ``name=`` once ended the replay with "malloc type name must be a non-empty
+    string": now the line is unparsed and the rest of the trace is replayed."""
+    lines = [LINES[1].replace("name=dentry", "name="), *LINES[:1], LINES[2]]
+    for pipeline in (False, True):
+        rec = replay_trace(small_trace(tmp_path, lines), "bump", pipeline=pipeline)
+        assert rec["panic"] is None
+        assert (rec["trace"]["unparsed"], rec["ops"]["malloc"], rec["ops"]["free"]) == (1, 1, 1)
+
+
+def test_cpu_beyond_what_kalloc_simulates_asks_for_ncpus(tmp_path):
+    """A [cpu] column above 1023 (damage, or a bigger machine) cannot size the machine: one
+    line that says to give --ncpus, and with it the events fold onto cpu % ncpus."""
+    path = small_trace(tmp_path, [LINES[0].replace("[000]", "[9000]"), *LINES[1:3]])
+    p = subprocess.run([KALLOC, "replay", str(path)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "CPU 9000" in p.stderr and "--ncpus" in p.stderr and "Traceback" not in p.stderr
+    rec = replay_trace(path, "bump", ncpus=2)
+    assert (rec["ncpus"], rec["trace"]["folded_cpu_events"], rec["ops"]["free"]) == (2, 1, 1)
+
+
 def _same(a: dict, b: dict) -> bool:
     strip = lambda r: json.dumps({k: v for k, v in r.items() if k != "wall_seconds"}, sort_keys=True)  # noqa: E731
     return strip(a) == strip(b)

@@ -54,6 +54,7 @@ from collections import deque
 from kalloc.costs import CostModel
 from kalloc.errors import Deadlock, KernelPanic
 from kalloc.harness import RunSpec, Simulator, boot_for, record
+from kalloc.malloc import MAX_CPUS
 from kalloc.replay.parse import TraceParser, open_trace, zstandard
 from kalloc.replay.rules import MALLOC, TraceStats, replay_ops
 
@@ -97,7 +98,12 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="512M", arch="
     source = _ChildSource(lines, path) if pipeline and _FORK else _LocalSource(lines)
     try:
         guess, ts0 = source.start()
-        ncpus = guess if ncpus is None else ncpus
+        if ncpus is None:
+            if guess > MAX_CPUS:            # a damaged [cpu] column, or a machine too big
+                raise ValueError(f"{path}: an event on CPU {guess - 1} in the first {LOOKAHEAD} events, and "
+                                 f"kalloc simulates at most {MAX_CPUS} CPUs: give ncpus (--ncpus); the "
+                                 f"events of the other CPUs run on cpu % ncpus")
+            ncpus = guess
         replays = [_Replay(RunSpec(backend, f"trace:{path}", ncpus, seed, physmem, arch, dict(options or {}), {},
                                    dict(costs or {})), model, ts0) for backend, options in runs]
         n = 0
