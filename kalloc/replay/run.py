@@ -100,9 +100,9 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="512M", arch="
         guess, ts0 = source.start()
         if ncpus is None:
             if guess > MAX_CPUS:            # a damaged [cpu] column, or a machine too big
-                raise ValueError(f"{path}: an event on CPU {guess - 1} in the first {LOOKAHEAD} events, and "
-                                 f"kalloc simulates at most {MAX_CPUS} CPUs: give ncpus (--ncpus); the "
-                                 f"events of the other CPUs run on cpu % ncpus")
+                raise ValueError(f"{path}: an event on CPU {guess - 1} in the first {LOOKAHEAD} events, more "
+                                 f"than the {MAX_CPUS} CPUs kalloc simulates: replay it with a CPU count N "
+                                 f"(kalloc replay --ncpus N), and events on other CPUs run on cpu % N")
             ncpus = guess
         replays = [_Replay(RunSpec(backend, f"trace:{path}", ncpus, seed, physmem, arch, dict(options or {}), {},
                                    dict(costs or {})), model, ts0) for backend, options in runs]
