@@ -231,6 +231,24 @@ def test_skipped_and_unparsed_are_counted_with_samples():
     assert parser.unparsed_samples == [(n, lines[n - 1]) for n in (8, 9, 10, 11, 12)]
 
 
+@pytest.mark.parametrize("ts", ["1e30", "inf", "nan", "-1.5", "+1.5", "1_000.5", "0x10.5", ".5"])
+def test_a_timestamp_not_printed_as_seconds_is_unparsed(ts):
+    """float() reads all of these, and one "1e30" made the replay last 10^39 cycles."""
+    line = f"  perf 1 [000] {ts}: kmem:kfree: call_site=f+0x1 ptr=0x10\n"
+    parser, events = parse_text(line)
+    assert events == [] and parser.unparsed == 1
+    with pytest.raises(ValueError, match="timestamp"):
+        parser.parse_line(line)
+    assert parse_text(line.replace(ts, "1595"))[1][0][0] == 1595.0    # a counter clock: digits only
+
+
+def test_bytes_req_above_bytes_alloc_is_unparsed():
+    line = ("  perf 1 [000] 1.5: kmem:kmalloc: call_site=f+0x1 ptr=0x10 bytes_req=%d bytes_alloc=64 "
+            "gfp_flags=GFP_KERNEL\n")
+    parser, events = parse_text(line % 65 + line % 64)
+    assert [e[4:6] for e in events] == [(64, 64)] and parser.unparsed == 1
+
+
 def test_counters_add_up_over_several_inputs():
     parser = TraceParser()
     for text in (PERF_RECENT, FTRACE):

@@ -194,6 +194,31 @@ def test_pipelined_replay_gives_the_same_record_on_a_synthetic_trace(tmp_path):
         assert _same(a, b)
 
 
+def test_a_gz_that_is_no_gzip_is_a_clear_error_in_both_modes(tmp_path):
+    """The reader process sent BadGzipFile back as a RuntimeError: a traceback."""
+    p = tmp_path / "t.perf.txt.gz"
+    p.write_bytes(bytes(range(256)) * 20)
+    for pipeline in (True, False):
+        with pytest.raises(ValueError, match="t.perf.txt.gz: corrupt or truncated trace"):
+            replay_trace(p, "bump", pipeline=pipeline)
+    r = subprocess.run([KALLOC, "replay", str(p)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "corrupt or truncated" in r.stderr
+
+
+@pytest.mark.parametrize("text", ["", "hello\n" * 3, LINES[3] + "\n"])
+def test_a_trace_without_kmem_events_is_an_error(tmp_path, text):
+    """An empty file, text that is no trace, or kmem lines all damaged: nothing to compare,
+    and an all-zero table would look like a result."""
+    p = tmp_path / "t.txt"
+    p.write_text(text)
+    for pipeline in (True, False):
+        with pytest.raises(ValueError, match="no kmem event to replay") as e:
+            replay_trace(p, "bump", pipeline=pipeline)
+    assert ("not-a-pointer" in str(e.value)) == ("kfree" in text)
+    r = subprocess.run([KALLOC, "replay", "-"], input=text, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no kmem event" in r.stderr
+
+
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
 def test_a_damaged_compressed_trace_is_a_clear_error(tmp_path, damage):
     data = bytearray(lzma.compress(synthetic_trace(20_000).encode()))

@@ -57,9 +57,12 @@ Every line ends up in exactly one counter of ``TraceParser``:
   ``CPU:1 [LOST 12 EVENTS]`` (lost events cannot be recovered: the replay rules cope with
   the frees and allocations they hide);
 * ``unparsed``: a kmem event by name (``kmem:kfree:`` or ``kfree:`` as a word of its own)
-  whose header or fields cannot be read: no ``ptr=``, a non-numeric size, an empty ``name=``,
-  a cut-off line, a CPU that is not a number.  The first five are kept in ``unparsed_samples`` as
-  ``(line_number, text)``, line numbers counted from 1.
+  whose header or fields cannot be read: no ``ptr=``, a non-numeric size, a ``bytes_req``
+  above ``bytes_alloc``, an empty ``name=``, a cut-off line, a CPU that is not a number, a
+  timestamp that is not seconds as the tracers print them (digits, maybe a point and digits:
+  ``1e30`` or ``inf`` is a damaged line, and one such would stretch the replay to its time).
+  The first five are kept in ``unparsed_samples`` as ``(line_number, text)``, line numbers
+  counted from 1.
 
 No line makes the parser raise.  Lines that lack the ``[cpu]`` column (``perf script -F``
 without ``cpu``, ftrace's latency format) are unparsed: replay needs the CPU.
@@ -348,8 +351,11 @@ class TraceParser:
         cpu = self._cpus.get(prefix)
         if cpu is None:
             cpu = self._learn_cpu(prefix)
+        whole, _, fraction = ts_text.partition(".")
+        if not (whole.isdigit() and whole.isascii() and (fraction.isdigit() and fraction.isascii() or not fraction)):
+            raise ValueError(f"timestamp {ts_text!r} is not seconds as the tracers print them")
         ts = float(ts_text)
-        if not 0.0 <= ts < _INF:
+        if ts == _INF:
             raise ValueError(f"timestamp {ts_text!r} out of range")
         site, sep, text = rest.partition(" ptr=")
         if not sep:
@@ -375,8 +381,8 @@ class TraceParser:
                 raise ValueError("missing bytes_req=, bytes_alloc= or gfp_flags=")
             bytes_req = int(req_text)
             bytes_alloc = int(alloc_text)
-            if bytes_req < 0 or bytes_alloc < 0:
-                raise ValueError("negative size")
+            if not 0 <= bytes_req <= bytes_alloc:    # the kernel never hands out less than asked
+                raise ValueError("negative size, or bytes_req above bytes_alloc")
             gfp = self._gfp.get(tail)
             if gfp is None:
                 gfp = self._learn_gfp(tail)

@@ -40,6 +40,7 @@ Choices (docs/replay.md):
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import lzma
 import marshal
@@ -116,6 +117,8 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="512M", arch="
         for r in replays:
             r.feed(None)                          # the end of the trace
         counts = source.finish()
+        if not counts["events"]:
+            raise ValueError(_no_events(path, counts))
     except UNREADABLE as e:
         raise _unreadable(path, e) from None
     finally:
@@ -247,9 +250,19 @@ def _produce(lines, path, conn) -> None:
         conn.close()
 
 
-# What a damaged compressed file raises while it is read (gzip's BadGzipFile is an OSError).
-UNREADABLE = (lzma.LZMAError, zlib.error, EOFError) + ((zstandard.ZstdError,) if zstandard else ())
+# What a damaged compressed file raises while it is read.
+UNREADABLE = (lzma.LZMAError, zlib.error, EOFError, gzip.BadGzipFile) + ((zstandard.ZstdError,) if zstandard else ())
 _ERRORS = {e.__name__: e for e in (ValueError, OSError, FileNotFoundError, UnicodeError)}
+
+
+def _no_events(path, counts: dict) -> str:
+    """Why a trace gave nothing to replay: not a kmem trace, or every kmem line damaged."""
+    why = f"{path}: no kmem event to replay ({counts['skipped']} lines skipped, {counts['unparsed']} unparsed"
+    samples = counts["unparsed_samples"]
+    if samples:
+        lineno, text = samples[0]
+        why += f"; line {lineno}: {text.strip()[:100]!r}"
+    return why + ")"
 
 
 def _unreadable(path, e: Exception) -> ValueError:
