@@ -110,7 +110,7 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args, default_ncpus=(1,)):
+def _config(args, default_ncpus=(1,), single=()):
     file = load_toml(args.config) if getattr(args, "config", None) else {}
     cli = {k: getattr(args, k, None) for k in
            ("backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
@@ -118,7 +118,7 @@ def _config(args, default_ncpus=(1,)):
     cli["options"] = parse_assignments(getattr(args, "sets", None), "--set")
     cli["params"] = parse_assignments(getattr(args, "params", None), "--param")
     cli["costs"] = parse_assignments(getattr(args, "costs", None), "--cost")
-    cfg = build(file, cli, default_ncpus)
+    cfg = build(file, cli, default_ncpus, single)
     for path in (cfg.output, cfg.plot):
         _check_writable(path)
     args.output = cfg.output        # the config file's `output = ...` too, for _emit
@@ -179,7 +179,7 @@ def _spec(cfg, backend: str, workload: str, ncpus: int, seed: int) -> RunSpec:
 
 def cmd_info(args) -> str:
     from kalloc.malloc import boot
-    cfg = _config(args)
+    cfg = _config(args, single=("backends", "ncpus"))
     b = cfg.backends[0]
     k = boot(b, ncpus=cfg.ncpus[0], physmem=cfg.physmem, seed=cfg.seed, arch=cfg.arch, **cfg.options_for(b))
     st = k.stats()
@@ -194,7 +194,7 @@ def cmd_info(args) -> str:
 
 
 def cmd_run(args) -> str:
-    cfg = _config(args)
+    cfg = _config(args, single=("backends", "workloads", "ncpus"))
     rec = _untimed(args, [run_one(_spec(cfg, cfg.backends[0], cfg.workloads[0], cfg.ncpus[0], cfg.seed))])[0]
     if cfg.plot:
         plot.plot_series([rec], cfg.plot)

@@ -27,6 +27,7 @@ names the key), never silently ignored.
 
 from __future__ import annotations
 
+import datetime
 import tomllib
 
 from attrs import field, frozen
@@ -77,7 +78,7 @@ def load_toml(path: str) -> dict:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ValueError(f"config file {path!r} not found") from None
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"config file {path!r} is not valid TOML: {e}") from None
     unknown = set(data) - TOP_KEYS
     if unknown:
@@ -119,6 +120,23 @@ def _as_list(value, what: str) -> tuple:
     return tuple(items)
 
 
+def _text(value):
+    """A value for a setting that takes a string, as the user typed it: a TOML literal or an
+    unquoted --set value such as 4.8, 2003 or 2003-09-14 is read as a float, an int or a date,
+    and page_policy, preset and the like are named by such words."""
+    if isinstance(value, (int, float, datetime.date, datetime.time)) and not isinstance(value, bool):
+        return value.isoformat() if isinstance(value, (datetime.date, datetime.time)) else str(value)
+    return value
+
+
+def _path(value, what: str) -> str | None:
+    """A file name or address: a non-empty string, or None when not given."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"{what} must be a file name, got {value!r}" if what != "scheduler"
+                         else f"scheduler must be an address such as tcp://host:8786, got {value!r}")
+    return value
+
+
 def _int(value, what: str, lo: int, hi: int | None = None) -> int:
     if isinstance(value, str):
         try:
@@ -153,12 +171,16 @@ def _split_scoped(flat: dict, names: tuple, known: dict, kind: str, per: str) ->
     return out
 
 
+def _table(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"[{what}] must be a table, got {value!r}")
+    return value
+
+
 def _flatten_tables(table: dict, what: str) -> dict:
     """TOML {'k': v, 'slab': {'k2': v2}} -> {'k': v, 'slab.k2': v2}."""
-    if not isinstance(table, dict):
-        raise ValueError(f"[{what}] must be a table")
     flat = {}
-    for k, v in table.items():
+    for k, v in _table(table, what).items():
         if isinstance(v, dict):
             flat.update({f"{k}.{k2}": v2 for k2, v2 in v.items()})
         else:
@@ -166,9 +188,31 @@ def _flatten_tables(table: dict, what: str) -> dict:
     return flat
 
 
-def build(file: dict, cli: dict, default_ncpus=(1,)) -> Config:
+def _listing(pick, keys: tuple, default: tuple, single: tuple, check=None) -> tuple:
+    """The list a setting names (``keys``: its plural and singular spellings), each item
+    checked; an item named twice is an error (it would run twice and count as two seeds),
+    and so is a list given to a command that takes one (``single``), which otherwise takes
+    the first of the default list."""
+    what = keys[0]
+    given = pick(*keys)
+    items = _as_list(default if given is None else given, what)
+    items = tuple(map(check, items)) if check else items
+    for item in items:
+        if items.count(item) > 1:
+            raise ValueError(f"{what} lists {item!r} twice")
+    if what in single:
+        if len(items) > 1 and given is not None:
+            one = "CPU count" if what == "ncpus" else keys[-1]
+            raise ValueError(f"this command takes one {one}, not {len(items)} ({', '.join(map(str, items))}); "
+                             f"compare takes lists")
+        items = items[:1]
+    return items
+
+
+def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Config:
     """Merge a loaded TOML dict and the command line's values (None = not given);
-    ``default_ncpus`` is the command's own default CPU list."""
+    ``default_ncpus`` is the command's own default CPU list; ``single`` names the settings
+    ("backends", "workloads", "ncpus") of which the command takes one value."""
 
     def pick(*keys, default=None):
         for src in (cli, file):
@@ -177,14 +221,14 @@ def build(file: dict, cli: dict, default_ncpus=(1,)) -> Config:
                     return src[k]
         return default
 
-    backends = _as_list(pick("backends", "backend", default=("slab", "kmem_map")), "backends")
-    workloads = _as_list(pick("workloads", "workload", default=DEFAULT_WORKLOADS), "workloads")
+    backends = _listing(pick, ("backends", "backend"), ("slab", "kmem_map"), single)
+    workloads = _listing(pick, ("workloads", "workload"), DEFAULT_WORKLOADS, single)
     known_backends = plugins.backends()
     for b in backends:
         plugins.backend_class(b)
     for w in workloads:
         plugins.workload_class(w)
-    ncpus = tuple(_int(n, "ncpus", 1, 1024) for n in _as_list(pick("ncpus", default=default_ncpus), "ncpus"))
+    ncpus = _listing(pick, ("ncpus",), default_ncpus, single, lambda n: _int(n, "ncpus", 1, 1024))
     physmem = parse_size(pick("physmem", default="64M"), "physmem")
     fmt = pick("format", default="table")
     if fmt not in FORMATS:
@@ -196,12 +240,18 @@ def build(file: dict, cli: dict, default_ncpus=(1,)) -> Config:
     opt_flat = {**_flatten_tables(file.get("options", {}), "options"), **cli.get("options", {})}
     known_opts = {b: {**COMMON_OPTIONS, **known_backends[b][0].OPTIONS} for b in backends}
     options = _split_scoped(opt_flat, backends, known_opts, "option", "backend")
+    for b in backends:
+        for k, v in options[b].items():
+            if isinstance(known_opts[b][k].default, str):
+                options[b][k] = _text(v)
 
     par_flat = {**_flatten_tables(file.get("params", {}), "params"), **cli.get("params", {})}
     known_params = {w: plugins.workload_class(w).PARAMS for w in workloads}
     params = _split_scoped(par_flat, workloads, known_params, "parameter", "workload")
 
-    costs = {**file.get("costs", {}), **cli.get("costs", {})}
+    costs = {**_table(file.get("costs", {}), "costs"), **cli.get("costs", {})}
+    if "preset" in costs:
+        costs["preset"] = _text(costs["preset"])
     arch = pick("arch", default="i386")
     if arch not in ARCHES:
         raise ValueError(f"unknown arch {arch!r} (known: {', '.join(ARCHES)})")
@@ -216,7 +266,7 @@ def build(file: dict, cli: dict, default_ncpus=(1,)) -> Config:
         seed=_int(pick("seed", default=0), "seed", 0), arch=arch,
         repeat=_int(pick("repeat", default=1), "repeat", 1, 1000),
         jobs=_int(pick("jobs", default=1), "jobs", 1, 1024), format=fmt,
-        output=pick("output"), plot=pick("plot"), trace=pick("trace"),
-        executor=executor, scheduler=pick("scheduler"),
+        output=_path(pick("output"), "output"), plot=_path(pick("plot"), "plot"),
+        trace=_path(pick("trace"), "trace"), executor=executor, scheduler=_path(pick("scheduler"), "scheduler"),
         options=options, params=params, costs=costs,
     )

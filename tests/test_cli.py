@@ -98,6 +98,13 @@ def test_info_prints_classes():
     (("compare", "--plot", "/nonexistent/dir/r.png"), "no such directory"),
     (("scenario", "isa-dma", "--output", "/"), "is a directory"),
     (("replay", "-", "--ncpus", "1,2"), "one --ncpus"),
+    (("run", "--workload", "tty,net"), "takes one workload"),
+    (("run", "--workload", "tty", "--backend", "slab,kmem_map"), "takes one backend"),
+    (("info", "--ncpus", "1,2"), "takes one CPU count"),
+    (("info", "--set", "maxusers=0"), "unknown option 'maxusers' for slab"),
+    (("compare", "--backends", "slab,slab"), "lists 'slab' twice"),
+    (("compare", "--ncpus", "1,2,1"), "lists 1 twice"),
+    (("compare", "--output", ""), "output must be a file name"),
     (("frobnicate",), "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, msg):
@@ -108,11 +115,33 @@ def test_bad_input_is_one_line_and_exit_2(args, msg):
     assert len(lines) == 1 and msg in lines[0] and "Traceback" not in p.stderr
 
 
+def test_string_settings_take_unquoted_numbers_and_dates(tmp_path):
+    """page_policy 4.8 and 2003-09-14, and cost preset 2003, are what the docs print; TOML
+    reads them unquoted as a float, a date and an int."""
+    for value in ("4.8", "2003-09-14"):
+        info = json.loads(run("info", "--set", f"page_policy={value}", "--format", "json").stdout)
+        assert info[0]["options"]["page_policy"] == value
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[options]\npage_policy = 2003-08-01\n[costs]\npreset = 2003\n")
+    p = run("compare", "--config", str(cfg), "--workloads", "tty", "--ncpus", "1", check=False)
+    assert p.returncode == 2 and "2003-08-01" in p.stderr      # read as its text, then checked
+    cfg.write_text("[costs]\npreset = 2003\n")
+    assert run("compare", "--config", str(cfg), "--workloads", "tty", "--ncpus", "1").returncode == 0
+
+
 def test_bad_toml(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text("backends = [\n")
     p = run("compare", "--config", str(cfg), check=False)
     assert p.returncode == 2 and "not valid TOML" in p.stderr
+    cfg.write_bytes(b"\xff\xfe backends")
+    p = run("compare", "--config", str(cfg), check=False)
+    assert p.returncode == 2 and "not valid TOML" in p.stderr and "Traceback" not in p.stderr
+    for bad, msg in (("output = 5", "output must be a file name"), ("costs = 1", "[costs] must be a table"),
+                     ("scheduler = 1", "scheduler must be an address")):
+        cfg.write_text(bad + "\n")
+        p = run("compare", "--config", str(cfg), check=False)
+        assert p.returncode == 2 and msg in p.stderr, p.stderr
     cfg.write_text('colour = "blue"\n')
     p = run("compare", "--config", str(cfg), check=False)
     assert p.returncode == 2 and "unknown key(s) colour" in p.stderr
