@@ -14,7 +14,7 @@ import sys
 
 from kalloc import plugins
 from kalloc.config import FORMATS, build, load_toml, parse_assignments
-from kalloc.errors import KallocError
+from kalloc.errors import KallocError, KernelPanic
 from kalloc import plot
 from kalloc.export import compare_table, render, run_report, run_reports, scale_rows, scale_table, to_table
 from kalloc.executors import run_grid
@@ -305,7 +305,8 @@ def main(argv=None) -> int:
         _emit(text, getattr(args, "output", None))
         return 0
     except (UsageError, ValueError, TypeError, OSError, EOFError, KallocError) as e:
-        sys.stderr.write(f"kalloc: {e}\n")
+        what = "simulated kernel panic: " if isinstance(e, KernelPanic) else ""
+        sys.stderr.write(f"kalloc: {what}{e}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("kalloc: interrupted\n")

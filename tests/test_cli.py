@@ -115,6 +115,13 @@ def test_bad_input_is_one_line_and_exit_2(args, msg):
     assert len(lines) == 1 and msg in lines[0] and "Traceback" not in p.stderr
 
 
+def test_a_panic_that_ends_a_command_says_it_is_a_panic():
+    """--scale 100 makes the boot load outgrow ffsnode's malloc limit: the kernel's message,
+    marked as the simulated kernel's, not as a mistake in the command."""
+    p = run("scenario", "isa-dma", "--scale", "100", check=False)
+    assert p.returncode == 2 and p.stderr == "kalloc: simulated kernel panic: ffsnode: malloc limit exceeded\n"
+
+
 def test_string_settings_take_unquoted_numbers_and_dates(tmp_path):
     """page_policy 4.8 and 2003-09-14, and cost preset 2003, are what the docs print; TOML
     reads them unquoted as a float, a date and an int."""
