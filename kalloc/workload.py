@@ -32,13 +32,17 @@ Operations (plain tuples: the harness dispatches on the first element):
 
 A workload class has ``NAME``, ``DESCRIPTION`` (one line), ``PARAMS`` (defaults; a
 value's type is the parameter's type), and ``threads(ctx)`` returning
-``[(cpu, name, generator), ...]``.  It registers through the ``kalloc_workloads`` hook,
-the same for kalloc's own workloads (kalloc_plugins) and for third parties; see
-docs/workloads.md.
+``[(cpu, name, generator), ...]``; optionally ``LIMITS`` (``{param: (lo, hi)}``, inclusive,
+``hi`` None for no upper bound; a number without one must not be negative) and
+``check_params(params)`` for rules between parameters.  ``resolve_params`` applies them
+(and rejects inf and nan) before anything runs.  It registers through the
+``kalloc_workloads`` hook, the same for kalloc's own workloads (kalloc_plugins) and for
+third parties; see docs/workloads.md.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 
@@ -127,24 +131,54 @@ class Workload:
     NAME = ""
     DESCRIPTION = ""
     PARAMS: dict = {}
+    LIMITS: dict = {}
+
+    @staticmethod
+    def check_params(params: dict) -> None:
+        """Rules between the resolved ``params`` (min <= max, ...): raise ValueError naming
+        the parameter; ``resolve_params`` adds the workload's name."""
 
     def threads(self, ctx: Context) -> list:
         raise NotImplementedError
 
 
 def resolve_params(cls, given: dict) -> dict:
-    """Defaults overlaid with ``given``, each value checked against the default's type."""
+    """Defaults overlaid with ``given``, each value checked by ``_checked``; then the whole
+    set by ``cls.check_params`` (if the class has one)."""
     out = dict(cls.PARAMS)
     for k, v in given.items():
         if k not in cls.PARAMS:
             raise ValueError(f"unknown parameter {k!r} for workload {cls.NAME!r} "
                              f"(known: {', '.join(sorted(cls.PARAMS)) or 'none'})")
-        want = type(cls.PARAMS[k])
-        if want is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, want) or (want is int and isinstance(v, bool)):
-            raise ValueError(f"parameter {k!r} of workload {cls.NAME!r} takes {expected(want)}, got {v!r}")
-        if want in (int, float) and v < 0:
-            raise ValueError(f"parameter {k!r} of workload {cls.NAME!r} must not be negative, got {v!r}")
-        out[k] = v
+        out[k] = _checked(cls, k, v)
+    check = getattr(cls, "check_params", None)
+    if check is not None:
+        try:
+            check(out)
+        except ValueError as e:
+            raise ValueError(f"workload {cls.NAME!r}: {e}") from None
     return out
+
+
+def _checked(cls, k: str, v):
+    """``v`` as parameter ``k`` of ``cls`` takes it: of its default's type (an int is a float
+    too), finite, within ``cls.LIMITS[k]`` (or not negative); ValueError naming both if not."""
+    want = type(cls.PARAMS[k])
+    if want is float and isinstance(v, int) and not isinstance(v, bool):
+        try:
+            v = float(v)
+        except OverflowError:                       # too big for a float: not finite
+            v = math.inf if v > 0 else -math.inf
+    if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+        rule = f"takes {expected(want)}"
+    elif want is float and not math.isfinite(v):
+        rule = "must be a finite number"
+    elif want in (int, float):
+        lo, hi = getattr(cls, "LIMITS", {}).get(k, (0, None))
+        if lo <= v and (hi is None or v <= hi):
+            return v
+        rule = (f"must be from {lo} to {hi}" if hi is not None else
+                "must not be negative" if lo == 0 else f"must be at least {lo}")
+    else:
+        return v
+    raise ValueError(f"parameter {k!r} of workload {cls.NAME!r} {rule}, got {v!r}")

@@ -8,7 +8,7 @@ from kalloc.costs import CostModel
 from kalloc.dma import dma_stats
 from kalloc.dma.scenario import (KERNEL_IMAGE, boot_wired, format_table, isa_dma_scenario, kernel_tables,
                                  take_ranges, wire_after_boot, wired_layout)
-from kalloc.harness import Simulator
+from kalloc.harness import RunSpec, Simulator, run_one
 from kalloc.workload import Context, resolve_params
 from kalloc_plugins.workloads.isa import Isa
 
@@ -85,11 +85,38 @@ def test_isa_workload_counts_a_failed_attach():
     assert dma_stats(k)["isa"]["messages"][-1] == "isa_dmainit(5, 65536) failed"
 
 
-def test_isa_workload_rejects_bad_params():
-    for params in ({"channel": 4}, {"block": 65536, "bounce": 4096}, {"channel": 1, "bounce": 131072},
-                   {"channel": 5, "block": 1001}):
-        with pytest.raises(ValueError, match="isa: "):
-            Isa().threads(Context("isa", resolve_params(Isa, params), 1, 0))
+@pytest.mark.parametrize("params,match", [
+    ({"channel": 4}, "channel must be 0, 1, 3 or 5-7"),
+    ({"channel": 2}, "2 is the floppy controller's"),          # the scenario's rule, shared
+    ({"block": 65536, "bounce": 4096}, "block must be 1 byte to bounce"),
+    ({"block": 0}, "block must be 1 byte to bounce"),
+    ({"channel": 1, "bounce": 131072}, "bounce must be 1 byte to 64 KiB"),
+    ({"channel": 5, "bounce": 65535}, "an even count"),
+    ({"channel": 5, "block": 1001}, "an even count"),
+    ({"kernel_image": 4097}, "kernel_image must be a page multiple"),
+    ({"kernel_image": 99999999}, "ends below 16 MiB"),
+    ({"scale": 0}, "scale must be positive"),
+])
+def test_isa_workload_rejects_bad_params(params, match):
+    with pytest.raises(ValueError, match=f"^workload 'isa': .*{match}"):
+        resolve_params(Isa, params)
+
+
+@pytest.mark.parametrize("backend", ["bump", "kmem_map", "slab"])
+@pytest.mark.parametrize("physmem,params", [("4M", {}), ("5M", {}), ("8M", {"kernel_image": 7 << 20})])
+def test_isa_workload_on_a_machine_smaller_than_its_layout(backend, physmem, params):
+    if backend not in plugins.backends():
+        pytest.skip(f"{backend} is not installed")
+    with pytest.raises(ValueError, match="workload 'isa' needs physmem above"):
+        run_one(RunSpec(backend, "isa", 1, physmem=physmem, params=params))
+
+
+def test_wire_after_boot_needs_memory_past_the_image():
+    k = kalloc.boot("bump", ncpus=1, physmem="8M")
+    before = bytes(k.machine.page_state)
+    with pytest.raises(ValueError, match=r"needs physmem above 8192K: .* kernel_image \(7168K\)"):
+        wire_after_boot(k, 7 << 20)                         # the image would end where memory does
+    assert bytes(k.machine.page_state) == before            # nothing taken: the check comes first
 
 
 def test_layout_is_wired_before_the_backend_boots():
@@ -115,6 +142,8 @@ def test_kernel_tables_follow_ram():
     ({"kernel_image": "16M"}, "kernel_image must be a page multiple that ends below 16 MiB"),
     ({"ncpus": 0}, "ncpus must be an int from 1 to 64"),
     ({"scale": 0}, "scale must be positive"),
+    ({"scale": float("inf")}, "scale must be positive and finite, got inf"),
+    ({"scale": float("nan")}, "scale must be positive and finite, got nan"),
 ])
 def test_scenario_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):

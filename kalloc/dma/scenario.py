@@ -87,6 +87,29 @@ WAIT_ZERO = M_WAITOK | M_ZERO
 CONFIGS = (("slab", "2003-08"), ("slab", "2003-09-14"), ("kmem_map", "4.8"))
 
 
+# --- checks shared with the isa workload (kalloc_plugins.workloads.isa) ----------------------
+def check_kernel_image(image: int) -> None:
+    """What the loader leaves at 1 MiB must be whole pages and end below 16 MiB."""
+    if image % 4096 or KERNEL_BASE + image > ISA_LIMIT:
+        raise ValueError(f"kernel_image must be a page multiple that ends below 16 MiB, got {image}")
+
+
+def check_bounce(channel: int, size: int) -> None:
+    """The late driver's DMA channel and bounce buffer, as isa_dmainit can take them."""
+    if isinstance(channel, bool) or not isinstance(channel, int) or channel not in (0, 1, 3, 5, 6, 7):
+        raise ValueError(f"channel must be 0, 1, 3 or 5-7 (2 is the floppy controller's, 4 the cascade), "
+                         f"got {channel!r}")
+    if not 0 < size <= (0x20000 if channel & 4 else 0x10000) or (channel & 4 and size % 2):
+        raise ValueError(f"bounce must be 1 byte to {'128' if channel & 4 else '64'} KiB on channel {channel} "
+                         f"(an even count on the word channels 5-7), got {size}")
+
+
+def check_scale(scale: float) -> None:
+    """The boot load's multiplier: a positive, finite number."""
+    if not 0 < scale < math.inf:
+        raise ValueError(f"boot load scale must be positive and finite, got {scale!r}")
+
+
 # --- the machine --------------------------------------------------------------------------------
 def wired_layout(ncpus: int, kernel_image: int) -> list:
     """Physical [start, end) ranges that are not free RAM when the allocator starts."""
@@ -110,8 +133,7 @@ def boot_wired(backend: str, page_policy: str, physmem, ncpus: int, seed: int = 
         raise ValueError(f"ncpus must be an int from 1 to 64, got {ncpus!r}")
     if mem % 4096 or not 32 << 20 <= mem <= 1 << 32:
         raise ValueError(f"physmem must be a page multiple from 32M to 4G for this scenario, got {mem}")
-    if image % 4096 or KERNEL_BASE + image > ISA_LIMIT:
-        raise ValueError(f"kernel_image must be a page multiple that ends below 16 MiB, got {image}")
+    check_kernel_image(image)
     cls = plugins.backend_class(backend)
     opts = resolve_options(cls, {"page_policy": page_policy})
     machine = Machine(ncpus, mem, ARCHES["i386"], opts["page_policy"])
@@ -137,10 +159,15 @@ def take_ranges(machine, ranges) -> int:
 def wire_after_boot(kernel, kernel_image=KERNEL_IMAGE) -> int:
     """``wired_layout`` for a kernel that has booted already (a harness run): the pages of
     the layout the backend's boot allocations took are made up for by as many free pages
-    right after the image, where those allocations would have gone.  The pages moved."""
+    right after the image, where those allocations would have gone.  The pages moved;
+    ValueError if physical memory ends inside the layout."""
     m = kernel.machine
+    end = KERNEL_BASE + kernel_image
+    if m.physmem <= end:
+        raise ValueError(f"workload 'isa' needs physmem above {end >> 10}K: its PC layout puts kernel_image "
+                         f"({kernel_image >> 10}K) at 1M; got physmem {m.physmem >> 10}K")
     moved = busy = take_ranges(m, wired_layout(m.ncpus, kernel_image))
-    pfn = (KERNEL_BASE + kernel_image) >> 12
+    pfn = end >> 12
     while busy and pfn < m.npages:
         if not m.page_state[pfn]:
             m.page_take(pfn)
@@ -388,8 +415,7 @@ def _rc(ctx, cpu: int, scale: float, zones: dict):
 def boot_threads(ctx, scale: float = 1.0) -> list:
     """The early-boot load as workload threads: ``kernel`` on CPU 0, then ``rc<N>`` on
     every CPU; each rc thread puts a token in ``ctx.queue("booted")`` when it is done."""
-    if not scale > 0:
-        raise ValueError(f"boot load scale must be positive, got {scale!r}")
+    check_scale(scale)
     zones: dict = {}                                 # made by the kernel thread, used by rc
     return [(0, "kernel", _kernel(ctx, zones))] + [(c, f"rc{c}", _rc(ctx, c, scale, zones))
                                                    for c in range(ctx.ncpus)]
@@ -463,12 +489,7 @@ def isa_dma_scenario(physmem="256M", ncpus: int = 2, seed: int = 0, channel: int
     early-boot load and late driver load, then isa_dmainit(channel, bounce).  One row
     (a dict) per configuration."""
     size = parse_size(bounce, "bounce")
-    if isinstance(channel, bool) or not isinstance(channel, int) or channel not in (0, 1, 3, 5, 6, 7):
-        raise ValueError(f"channel must be 0, 1, 3 or 5-7 (2 is the floppy controller's, 4 the cascade), "
-                         f"got {channel!r}")
-    if not 0 < size <= (0x20000 if channel & 4 else 0x10000) or (channel & 4 and size % 2):
-        raise ValueError(f"bounce must be 1 byte to {'128' if channel & 4 else '64'} KiB on channel {channel} "
-                         "(an even count on the word channels 5-7)")
+    check_bounce(channel, size)
     rows = []
     for backend, policy in configs:
         k = boot_wired(backend, policy, physmem, ncpus, seed, kernel_image)

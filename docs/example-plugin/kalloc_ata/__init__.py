@@ -14,6 +14,7 @@ class Ata(Workload):
     NAME = "ata"
     DESCRIPTION = "ATA disk requests: M_NOWAIT|M_ZERO per bio, freed by the completion interrupt"
     PARAMS = {"requests": 500, "seek_cycles": 3000}
+    LIMITS = {"seek_cycles": (1, None)}     # randint(1, seek_cycles) needs at least 1
 
     def threads(self, ctx):
         done = ctx.queue("done")

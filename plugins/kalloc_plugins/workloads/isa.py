@@ -16,7 +16,9 @@ Counts (``workload_counts``): ``attached`` or ``bounce_failed`` (isa_dmainit fai
 bounced transfer panicked; this driver stops instead, so the run finishes),
 ``transfers``, ``bytes`` and ``data_errors`` (must stay 0).
 
-The physical layout of a PC (page 0, the 640 KiB-1 MiB hole, the kernel image at 1 MiB)
+Parameters are checked as ``kalloc scenario isa-dma`` checks its options (the same
+functions), and ``block`` must fit the bounce buffer.  The physical layout of a PC (page 0,
+the 640 KiB-1 MiB hole, the kernel image at 1 MiB; so physmem must go beyond its end)
 is wired by the first operation, before the boot load (``wire_after_boot``).  The
 harness has booted the backend by then; layout pages its boot allocations took (the
 slab's 1 MiB kmemusage array, under a lowest-first order) are made up for by as many
@@ -25,7 +27,8 @@ the layout before the backend boots.
 """
 
 from kalloc.dma.isa import isa_dma_acquire, isa_dmainit
-from kalloc.dma.scenario import KERNEL_IMAGE, boot_threads, dma_round_trip, kldload, wire_after_boot
+from kalloc.dma.scenario import (KERNEL_IMAGE, boot_threads, check_bounce, check_kernel_image, check_scale,
+                                 dma_round_trip, kldload, wire_after_boot)
 from kalloc.workload import Workload, call, get, work
 
 
@@ -35,15 +38,18 @@ class Isa(Workload):
     PARAMS = {"channel": 5, "bounce": 65536, "block": 16384, "transfers": 32, "scale": 1.0,
               "wire_layout": True, "kernel_image": KERNEL_IMAGE, "think_cycles": 20000}
 
+    @staticmethod
+    def check_params(p):
+        """As ``kalloc scenario isa-dma`` checks its options; and the block fits the bounce buffer."""
+        check_bounce(p["channel"], p["bounce"])
+        if not 0 < p["block"] <= p["bounce"] or (p["channel"] & 4 and p["block"] % 2):
+            raise ValueError(f"block must be 1 byte to bounce ({p['bounce']}), an even count on the word "
+                             f"channels 5-7, got {p['block']}")
+        check_kernel_image(p["kernel_image"])
+        check_scale(p["scale"])
+
     def threads(self, ctx):
         p = ctx.params
-        chan, bounce, block = p["channel"], p["bounce"], p["block"]
-        if chan not in (0, 1, 2, 3, 5, 6, 7):
-            raise ValueError(f"isa: channel must be 0-3 or 5-7 (4 is the cascade), got {chan}")
-        limit = 0x20000 if chan & 4 else 0x10000
-        if not 0 < block <= bounce <= limit or (chan & 4 and block % 2):
-            raise ValueError(f"isa: need 0 < block <= bounce <= {limit} (an even block on channels 5-7), "
-                             f"got block {block}, bounce {bounce}")
         threads = [(0, "firmware", self.firmware(ctx))] if p["wire_layout"] else []
         return threads + boot_threads(ctx, p["scale"]) + [(0, "snd", self.driver(ctx, 0))]
 

@@ -8,6 +8,7 @@ worker threads.  kalloc runs one worker per CPU; arrays pass round the ring of C
 
 Parameters: ``slots`` per worker, ``rounds`` of replacements per epoch, ``epochs``
 (hand-overs), ``min_size``/``max_size`` of the objects, ``work_cycles`` per replacement.
+A worker needs at least one slot, and ``min_size`` must not be above ``max_size``.
 """
 
 from kalloc.flags import M_WAITOK
@@ -18,6 +19,12 @@ class Larson(Workload):
     NAME = "larson"
     DESCRIPTION = "larson server benchmark: random-size slots replaced, arrays handed round the CPUs"
     PARAMS = {"slots": 64, "rounds": 400, "epochs": 6, "min_size": 16, "max_size": 1024, "work_cycles": 300}
+    LIMITS = {"slots": (1, None)}
+
+    @staticmethod
+    def check_params(p):
+        if p["min_size"] > p["max_size"]:
+            raise ValueError(f"min_size ({p['min_size']}) must not be above max_size ({p['max_size']})")
 
     def threads(self, ctx):
         return [(cpu, f"worker{cpu}", self.worker(ctx, cpu)) for cpu in range(ctx.ncpus)]
@@ -25,7 +32,7 @@ class Larson(Workload):
     def worker(self, ctx, cpu):
         p = ctx.params
         rng = ctx.rng(f"worker{cpu}")
-        lo, hi = p["min_size"], max(p["min_size"], p["max_size"])
+        lo, hi = p["min_size"], p["max_size"]
         slots = []
         for _ in range(p["slots"]):
             slots.append((yield malloc(rng.randint(lo, hi), "larson", M_WAITOK)))

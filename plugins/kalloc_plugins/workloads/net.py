@@ -11,6 +11,7 @@ slab that is one IPI per free; on kmem_map, two trips through the global lock.
 When an allocation fails the packet is dropped (counted as ``drops``), as if_rx does.
 Parameters: ``packets`` to receive, ``gap_cycles`` between arrivals (mean, exponential),
 ``large_fraction`` of packets needing a cluster, ``proto_cycles`` of protocol work per packet.
+The mean gap is at least 1 cycle and the fraction within 0..1.
 """
 
 from kalloc.flags import M_NOWAIT
@@ -24,6 +25,7 @@ class Net(Workload):
     NAME = "net"
     DESCRIPTION = "NIC receive interrupts allocate mbufs/clusters (M_NOWAIT) on CPU 0, protocol threads free them"
     PARAMS = {"packets": 4000, "gap_cycles": 600, "large_fraction": 0.4, "proto_cycles": 1500}
+    LIMITS = {"gap_cycles": (1, None), "large_fraction": (0, 1)}
 
     def threads(self, ctx):
         consumers = list(range(1, ctx.ncpus)) or [0]

@@ -6,8 +6,8 @@ pattern of a driver whose interrupt path allocates and whose taskqueue frees.  H
 2i produces for CPU 2i+1; an odd last CPU is its own consumer, and a single CPU does both.
 Every free is remote except on a self-paired CPU.
 
-Parameters: ``objects`` per producer, ``batch`` handed over at a time, ``sizes`` drawn
-from a few small sizes, ``work_cycles`` per object on each side.
+Parameters: ``objects`` per producer, ``batch`` handed over at a time (at least 1),
+``work_cycles`` per object on each side; sizes are drawn from a few small ones.
 """
 
 from kalloc.flags import M_WAITOK
@@ -20,6 +20,7 @@ class Prodcons(Workload):
     NAME = "prodcons"
     DESCRIPTION = "producer/consumer across CPU pairs: CPU 2i allocates, CPU 2i+1 frees (xmalloc-test)"
     PARAMS = {"objects": 4000, "batch": 16, "work_cycles": 200}
+    LIMITS = {"batch": (1, None)}
 
     def threads(self, ctx):
         out = []

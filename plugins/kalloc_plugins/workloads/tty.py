@@ -12,6 +12,10 @@ power-of-two line buffers (ttymalloc-style 256..2048 bytes).
 Each CPU runs one tty thread: a burst of cblocks arrives (a line of input or a paste),
 characters are written into them, the reader drains them after a short time, and the
 next burst comes.  Every object lives and dies on its own CPU.
+
+Parameters: ``bursts`` per tty, ``max_cblocks`` per burst (1 to it, at random; at least 1),
+``line_buffer_every`` bursts between line buffers (0: none), ``think_cycles`` (at least 1)
+between a burst and its draining (1 to twice it, at random).
 """
 
 from kalloc.flags import M_WAITOK
@@ -24,6 +28,7 @@ class Tty(Workload):
     NAME = "tty"
     DESCRIPTION = "tty clists: bursts of 128-byte cblocks and power-of-two line buffers, CPU-local"
     PARAMS = {"bursts": 500, "max_cblocks": 24, "line_buffer_every": 4, "think_cycles": 400}
+    LIMITS = {"max_cblocks": (1, None), "think_cycles": (1, None)}
 
     def threads(self, ctx):
         return [(cpu, f"tty{cpu}", self.tty(ctx, cpu)) for cpu in range(ctx.ncpus)]
