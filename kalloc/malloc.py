@@ -128,6 +128,8 @@ class Kernel:
         return t if t is not None else self.bind_type(MallocType(name, desc, limit))
 
     def type_counters(self, t: MallocType) -> dict:
+        if t._k is not self and t not in self._saved:
+            raise ValueError(f"malloc type {getattr(t, 'name', t)!r} was never used with this kernel")
         c = t.counters() if t._k is self else self._saved[t]
         return dict(zip(("limit", "inuse", "memuse", "calls", "maxused"), c))
 
@@ -181,7 +183,7 @@ def boot(backend: str = "slab", ncpus: int = 1, physmem="64M", seed: int = 0,
         raise TypeError(f"ncpus must be an int, not {type(ncpus).__name__}")
     if not 1 <= ncpus <= MAX_CPUS:
         raise ValueError(f"ncpus must be between 1 and {MAX_CPUS}, got {ncpus}")
-    if arch not in ARCHES:
+    if not isinstance(arch, str) or arch not in ARCHES:
         raise ValueError(f"unknown arch {arch!r} (known: {', '.join(ARCHES)})")
     a = ARCHES[arch]
     mem = parse_size(physmem, "physmem")

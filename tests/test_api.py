@@ -28,7 +28,8 @@ def test_boot_4g_64cpus_is_fast_and_lazy():
     (dict(ncpus="2"), TypeError, "ncpus"), (dict(physmem="12X"), ValueError, "physmem"),
     (dict(physmem=4097 * 4096 + 1), ValueError, "multiple of the page size"),
     (dict(physmem="1M"), ValueError, "below"), (dict(physmem="8G"), ValueError, "amd64"),
-    (dict(arch="vax"), ValueError, "arch"), (dict(seed=1.5), TypeError, "seed"),
+    (dict(arch="vax"), ValueError, "arch"), (dict(arch=[]), ValueError, "unknown arch"),
+    (dict(seed=1.5), TypeError, "seed"),
     (dict(nosuch=1), ValueError, "unknown option"), (dict(arena="big"), ValueError, "takes an integer"),
     (dict(page_policy="1999"), ValueError, "must be one of"),
 ])
@@ -94,10 +95,34 @@ def test_bad_frees_are_caught():
         k.free(a + 8, t)
     with pytest.raises(kalloc.WildFree, match="never allocated"):
         k.free(0x1234, t)
+    with pytest.raises(kalloc.WrongType, match="freed as type 'None'"):
+        k.free(a, None)
     k.free(a, t)
-    with pytest.raises(kalloc.BadFree):
+    with pytest.raises(kalloc.DoubleFree, match=f"free: {a:#x} \\(type 't'\\) is already free: double free"):
         k.free(a, t)
+    with pytest.raises(kalloc.DoubleFree):
+        k.free(a, None)
     assert issubclass(kalloc.BadFree, kalloc.KernelPanic)
+
+
+def test_realloc_and_usable_size_errors_name_the_call():
+    k = kalloc.boot("bump", ncpus=2)
+    t = MallocType("t")
+    a = k.malloc(32, t)
+    with pytest.raises(ValueError, match="realloc: negative size -1"):
+        k.realloc(a, -1, t)
+    with pytest.raises(ValueError, match="realloc: cpu 2 out of range"):
+        k.realloc(None, 8, t, cpu=2)
+    with pytest.raises(kalloc.WildFree, match="0x1234 \\(type 't'\\) was never allocated"):
+        k.realloc(0x1234, 8, t)
+    with pytest.raises(kalloc.WildFree, match="usable_size: 0x1234 is not a live allocation of backend 'bump'"):
+        k.usable_size(0x1234)
+    k.write(a, b"data")
+    copied = k.vm.bytes_copied
+    b = k.realloc(a, 64, t)
+    assert k.read(b, 4) == b"data" and k.vm.bytes_copied == copied + 32 and t.inuse == 1
+    with pytest.raises(kalloc.DoubleFree, match="is already free"):
+        k.realloc(a, 8, t)
 
 
 def test_limit_panics_for_waitok_and_fails_for_nowait():
@@ -121,6 +146,8 @@ def test_type_used_with_two_kernels_keeps_each_kernels_counters():
     assert k1.type_counters(t)["inuse"] == 1 and k2.type_counters(t)["inuse"] == 2
     k1.free(a, t)
     assert t.inuse == 0 and k2.type_counters(t)["memuse"] == 64
+    with pytest.raises(ValueError, match="never used with this kernel"):
+        kalloc.boot("bump").type_counters(t)
     k2.free(b, t), k2.free(c, t)
 
 
@@ -146,7 +173,7 @@ def test_same_seed_same_addresses():
     assert trace() == trace()
 
 
-@pytest.mark.parametrize("backend", ["slab", "kmem_map"])
+@pytest.mark.parametrize("backend", ["bump", "slab", "kmem_map"])
 @pytest.mark.parametrize("size", [64, 20000])                  # a chunk and a large block
 def test_free_on_a_bad_cpu_is_refused_and_loses_nothing(backend, size):
     k, t = kalloc.boot(backend, ncpus=2), MallocType("t")

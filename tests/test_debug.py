@@ -1,6 +1,8 @@
 """Every misuse class, caught and explained, on every installed backend."""
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 import kalloc
 from kalloc import M_NOWAIT, M_WAITOK, M_ZERO, MallocType, plugins
@@ -8,6 +10,10 @@ from kalloc import workload as wl
 from kalloc.harness import RunSpec, run_one
 
 BACKENDS = list(plugins.backends())
+# each debug option, and all at once; no call below may fail, so fault injection never fires
+DEBUG = [{"invariants": True}, {"redzone": 16}, {"quarantine": 4}, {"fail_interval": 1},
+         {"redzone": 8, "quarantine": 2, "invariants": True, "fail_probability": 1.0}]
+MOVES_MEMORY = ("redzone", "quarantine")   # other addresses; with redzones, bigger chunks
 
 
 @pytest.fixture(params=BACKENDS)
@@ -65,6 +71,115 @@ def test_free_on_a_backend_that_does_not_own_the_address(backend):
     k2.free(a, t)
 
 
+def debug_ids(opts):
+    return ",".join(f"{k}={v}" for k, v in opts.items())
+
+
+@pytest.mark.parametrize("opts", DEBUG, ids=debug_ids)
+def test_bad_frees_are_classified_with_debug_options(backend, opts):
+    k, t, u = boot(backend, **opts), MallocType("drv"), MallocType("other")
+    a, b = k.malloc(100, t), k.malloc(0, t)
+    with pytest.raises(kalloc.WildFree, match=f"{a + 8:#x} is inside the live allocation at {a:#x}"):
+        k.free(a + 8, t)
+    with pytest.raises(kalloc.WrongType, match="allocated as type 'drv' but freed as type 'other'"):
+        k.free(a, u)
+    with pytest.raises(ValueError, match="cpu 2 out of range"):
+        k.free(a, t, cpu=2)
+    with pytest.raises(kalloc.WildFree, match="never allocated"):
+        k.free(0x1000, t)
+    k.free(a, t, cpu=1)
+    k.free(b, t)
+    assert (t.inuse, t.memuse) == (0, 0)
+    with pytest.raises(kalloc.DoubleFree, match=f"{a:#x}"):
+        k.free(a, t)
+    with pytest.raises(kalloc.DoubleFree):
+        k.realloc(a, 10, t)
+
+
+@pytest.mark.parametrize("opts", DEBUG, ids=debug_ids)
+def test_valid_calls_answer_as_without_debug_options(backend, opts):
+    """Size 0, realloc to 0, realloc of NULL, free of NULL and of malloc(0)'s pointer."""
+    def script(k):
+        t, out = MallocType("drv"), []
+
+        def call(f, *args):
+            try:
+                r = f(*args, t)
+            except kalloc.KallocError as e:
+                r = e
+            out.append((r is None, f"{type(r).__name__}: {r}" if isinstance(r, Exception) else None,
+                        t.inuse, t.memuse if not opts.get("redzone") else None))
+            return r
+        z = call(k.malloc, 0)
+        call(k.realloc, call(k.malloc, 100), 0)
+        call(k.realloc, call(k.malloc, 16), 0)
+        call(k.free, z)
+        for null in (None, 0):
+            call(k.free, null)
+            call(k.realloc, null, 10)
+        return out, z
+    (plain, z), (debugged, dz) = script(boot(backend)), script(boot(backend, **opts))
+    assert debugged == plain
+    if backend == "slab":
+        assert z == dz == 0xFFFFFFF8        # ZERO_LENGTH_PTR, redzone or not
+
+
+SIZES = st.sampled_from([0, 1, 16, 17, 100, 128, 1000, 4096, 5000, 20000])
+CALLS = st.lists(st.one_of(st.tuples(st.just("malloc"), SIZES, st.booleans()),
+                           st.tuples(st.just("realloc"), st.integers(0, 12), SIZES),
+                           st.tuples(st.just("free"), st.integers(0, 12))), max_size=25)
+
+
+def replay_step(k, t, live, call, fill):
+    """One call; ``live`` holds (address, size, fill byte).  An index past ``live`` means
+    NULL (None or 0).  Returns the result (None, an address, or the error's text)."""
+    kind, arg, *rest = call
+    try:
+        if kind == "malloc":
+            p = k.malloc(arg, t, M_WAITOK | M_ZERO if rest[0] else M_WAITOK)
+            old = None
+        else:
+            old = live.pop(arg) if arg < len(live) else (None if arg % 2 else 0, 0, 0)
+            if kind == "free":
+                return k.free(old[0], t)
+            p = k.realloc(old[0], rest[0], t)
+    except kalloc.KallocError as e:
+        return f"{type(e).__name__}: {e}"
+    size = arg if kind == "malloc" else rest[0]
+    if p is not None:
+        if old is not None and old[1]:
+            n = min(old[1], size)
+            assert k.read(p, n) == bytes([old[2]]) * n
+        k.write(p, bytes([fill]) * size)
+        live.append((p, size, fill))
+    return p
+
+
+def shape(result):
+    """None, an error's text, or "an address" (which address depends on the debug options)."""
+    return "an address" if isinstance(result, int) else result
+
+
+@pytest.mark.parametrize("opts", DEBUG, ids=debug_ids)
+@pytest.mark.parametrize("name", BACKENDS)
+@settings(max_examples=40, deadline=None)
+@given(calls=CALLS)
+def test_debug_options_do_not_change_valid_calls(name, opts, calls):
+    """The same random valid calls on the plain backend and with debug options: the same
+    None or not, errors and the type's counters (with redzones, chunks are bigger: inuse
+    only); without quarantine or redzones, the same addresses."""
+    plain, debugged, t = boot(name), boot(name, **opts), MallocType("prop")
+    plain.bind_type(t), debugged.bind_type(t)
+    same_memory = not any(opts.get(o) for o in MOVES_MEMORY)
+    lives = [], []
+    for i, call in enumerate(calls, 1):
+        a = replay_step(plain, t, lives[0], call, i)
+        b = replay_step(debugged, t, lives[1], call, i)
+        assert a == b if same_memory else shape(a) == shape(b)
+        ca, cb = plain.type_counters(t), debugged.type_counters(t)
+        assert ca == cb if not opts.get("redzone") else ca["inuse"] == cb["inuse"]
+
+
 def test_redzone_overrun_by_one_byte_past_the_request(backend):
     k, t = boot(backend, redzone=16), MallocType("drv")
     a = k.malloc(10, t, cpu=1)
@@ -101,6 +216,16 @@ def test_failslab_only_fails_calls_that_may_fail(backend):
     assert k.stats()["debug"]["injected_failures"] == 1
 
 
+def test_failslab_fails_a_realloc_and_keeps_the_block(backend):
+    k, t = boot(backend, fail_interval=1), MallocType("x")
+    a = k.malloc(64, t)
+    k.write(a, b"kept")
+    assert k.realloc(a, 5000, t, M_NOWAIT) is None and k.read(a, 4) == b"kept"
+    assert k.stats()["debug"]["injected_failures"] == 1
+    k.free(a, t)
+    assert t.inuse == 0
+
+
 def test_failslab_probability_is_seeded(backend):
     def fails(seed):
         k, t = kalloc.boot(backend, seed=seed, fail_probability=0.3), MallocType("x")
@@ -119,6 +244,8 @@ def test_bad_debug_options(backend):
         kalloc.boot(backend, fail_probability=2)
     with pytest.raises(ValueError, match="negative"):
         kalloc.boot(backend, redzone=-1)
+    with pytest.raises(TypeError, match="MallocType"):
+        boot(backend, fail_interval=1, fail_type="net").malloc(8, "net", M_NOWAIT)
 
 
 def test_invariants_mzero_check_passes_on_correct_backends(backend):

@@ -4,6 +4,8 @@ Not a historical allocator: a lower bound.  Memory comes from the kernel map one
 ``arena`` at a time (wired pages, as kmem_alloc gives them) and is handed out by
 bumping a pointer, 16-byte aligned; free only does the accounting, memory is never
 reused.  So its footprint only grows: compare any real allocator's footprint with it.
+The size of every allocation ever made stays recorded, which is how a double free is
+told from a wild one (``was_chunk``).
 
 ::
 
@@ -18,7 +20,7 @@ docs/backends.md walks through this file.
 from __future__ import annotations
 
 from kalloc.backends.base import Backend, Option, bad_free, check_args
-from kalloc.errors import KernelPanic
+from kalloc.errors import KernelPanic, WildFree
 from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, ZERO
 from kalloc.hookspecs import hookimpl
 from kalloc.machine import VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
@@ -33,7 +35,8 @@ class BumpBackend(Backend):
 
     def __init__(self, kernel, options):
         super().__init__(kernel, options)
-        self.live = {}          # addr -> (mtype, size)
+        self.live = {}          # addr -> mtype, the allocations not freed yet
+        self.sizes = {}         # addr -> bytes, of every allocation ever made
         self.next = self.end = 0
         self.ncpus = self.machine.ncpus
         self.page_size = self.machine.arch.page_size
@@ -59,7 +62,8 @@ class BumpBackend(Backend):
         addr = self.next
         self.next += n
         self.cold_allocs += 1                    # never reused: every allocation is cold
-        self.live[addr] = (mtype, n)
+        self.live[addr] = mtype
+        self.sizes[addr] = n
         if f & ZERO:
             self.vm.zero(addr, n)
         mtype.inuse += 1
@@ -83,31 +87,38 @@ class BumpBackend(Backend):
         return True
 
     def free(self, addr, mtype, cpu=0):
-        rec = self.live.get(addr)
-        if rec is None or rec[0] is not mtype:
-            raise bad_free(self, addr, mtype, {a: r[0] for a, r in self.live.items()})
+        t = self.live.get(addr)
+        if t is None or t is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            check_args(0, 2, cpu, self.ncpus, "free")       # a bad CPU, else a bad free
+            raise bad_free(self, addr, mtype, self.live)
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)
         del self.live[addr]
         self.lock_acquires += 1
         mtype.inuse -= 1
-        mtype.memuse -= rec[1]
+        mtype.memuse -= self.sizes[addr]
 
     def realloc(self, addr, size, mtype, flags=2, cpu=0):
+        size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
         if addr is None or addr == 0:
-            return self.malloc(size, mtype, flags, cpu)
-        old = self.usable_size(addr)
-        new = self.malloc(size, mtype, flags, cpu)
+            return self.malloc(size, mtype, f, cpu)
+        t = self.live.get(addr)
+        if t is None or t is not mtype:
+            raise bad_free(self, addr, mtype, self.live)
+        new = self.malloc(size, mtype, f, cpu)
         if new is not None:
-            self.kernel.write(new, self.kernel.read(addr, min(old, size)))
+            self.vm.copy(new, addr, min(self.sizes[addr], size))
             self.free(addr, mtype, cpu)
         return new
 
     def usable_size(self, addr) -> int:
-        rec = self.live.get(addr)
-        if rec is None:
-            raise bad_free(self, addr, None, {a: r[0] for a, r in self.live.items()})
-        return rec[1]
+        if addr not in self.live:
+            where = hex(addr) if isinstance(addr, int) else repr(addr)
+            raise WildFree(f"usable_size: {where} is not a live allocation of backend 'bump'", addr)
+        return self.sizes[addr]
+
+    def was_chunk(self, addr) -> bool:
+        return addr in self.sizes and addr not in self.live
 
     def classes(self) -> list:
         return []

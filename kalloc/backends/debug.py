@@ -14,18 +14,31 @@ Guard bytes are 0x42 ('B', as redzone(9) fills them).  free() checks both sides 
 with the type, size, CPU and allocation site of the block on an underrun or overrun, so a
 one-byte overrun past the *requested* size is caught even when the chunk has slack.  The
 returned address is the chunk plus N, so natural power-of-two alignment holds only when N
-is a multiple of it (as with redzone(9)).
+is a multiple of it (as with redzone(9)).  Size 0 is asked of the backend as 0: a pointer
+it shares without memory (slab's ZERO_LENGTH_PTR, usable size 0) is returned as it is, and
+a real chunk (kmem_map's 16 bytes) is returned at its start, every byte of it guard.
 
 Quarantine (``quarantine=N``): a freed block is filled with 0x6b (SLUB's POISON_FREE) and
 held in a FIFO of N blocks before the real free.  When it leaves, the poison is checked: a
 changed byte is a use-after-free *write*, reported with the offset, the block's type,
 size, allocation and free sites.  While it sits there, ``k.read`` of it is a use-after-free
-*read*, and a second free of it is a double free naming both frees.
+*read*, and a second free of it is a double free naming both frees.  Its type counts it
+as freed (inuse, and memuse by its usable size), so accounting and type limits are the
+backend's own; only its memory stays held.
 
 Fault injection (failslab): ``fail_probability`` (0..1, from the kernel's seeded RNG),
 ``fail_interval`` (every Nth eligible call), ``fail_times`` (at most that many; 0 = no
 limit), ``fail_type`` (only that malloc type), ``fail_size_min``/``fail_size_max``.  Only
-calls that may fail (M_NOWAIT or M_NULLOK) are failed; each is counted.
+calls that may fail (M_NOWAIT or M_NULLOK) are failed, malloc and realloc to a non-zero
+size; each is counted.
+
+Valid calls get the backend's own answers: realloc is the backend's realloc of the block
+with its guards (in place or moved, NULL after slab frees on size 0); free and usable_size
+of NULL or of a shared zero-length pointer go to the backend untouched (the 2003 slab
+panics on free(NULL), kmem_map ignores it), and realloc of one is a malloc.  A bad CPU is
+refused before anything changes.  Any other address that is not a block is a bad free,
+explained on the caller's addresses (a double free: a block freed since it was handed
+out).  A block that realloc moves is freed by the backend at once, not quarantined.
 
 Allocation sites: the caller's file and line (the first frame outside kalloc), or the
 harness thread's name when a workload runs.
@@ -38,7 +51,7 @@ from collections import deque
 from pathlib import Path
 
 from kalloc.backends.base import bad_free, check_args
-from kalloc.errors import DoubleFree, KernelPanic, Redzone, UseAfterFree
+from kalloc.errors import BadFree, DoubleFree, KernelPanic, Redzone, UseAfterFree
 from kalloc.flags import MAY_FAIL, ZERO
 
 REDZONE_BYTE = 0x42
@@ -84,6 +97,7 @@ class DebugBackend:
         self.o = options
         self.rz = options["redzone"]
         self.blocks: dict = {}             # user address -> Block
+        self.freed: set = set()            # user addresses freed since handed out (double frees)
         self.quarantine: deque = deque()
         self.quarantined: dict = {}        # user address -> Block
         self.injected_failures = 0
@@ -112,59 +126,93 @@ class DebugBackend:
 
     def malloc(self, size, mtype, flags=2, cpu=0):
         size, f = check_args(size, flags, cpu, self.ncpus)
+        if getattr(mtype, "_k", None) is not self.kernel:
+            self.kernel.bind_type(mtype)
         if self._inject(size, mtype, f):
             return None
-        rz = self.rz
-        base = self.inner.malloc(size + 2 * rz if rz else size, mtype, f, cpu)
+        base = self.inner.malloc(size + 2 * self.rz if size else 0, mtype, f, cpu)
         if base is None:
             return None
-        user = base + rz
-        if user in self.blocks:          # a pointer the backend shares (slab's ZERO_LENGTH_PTR)
-            return user
-        site = self.site_hint or caller_site()
+        user = self._track(base, size, mtype, cpu)
         if f & ZERO and self.o["invariants"] and size:
             dirty = sum(1 for b in self.kernel.vm.read(user, size) if b)
             if dirty:
                 raise KernelPanic(f"malloc: M_ZERO memory is not zero: {dirty} of {size} bytes at "
-                                  f"{user:#x} (type '{mtype.name}', cpu {cpu}, {site})")
-        if rz:
+                                  f"{user:#x} (type '{mtype.name}', cpu {cpu}, {self.blocks[user].site})")
+        return user
+
+    def _track(self, base: int, size: int, mtype, cpu: int) -> int:
+        """The caller's address for what the backend gave a request of ``size`` bytes: a
+        block behind N guard bytes, or for size 0 the chunk itself, all guard; a pointer the
+        backend shares for size 0 (slab's ZERO_LENGTH_PTR: usable size 0) is not a block."""
+        if not size and not self.inner.usable_size(base):
+            return base
+        user = base + self.rz if size else base
+        if self.rz:
             end = base + self.inner.usable_size(base)
-            self.kernel.vm.write(base, bytes([REDZONE_BYTE]) * rz)
+            self.kernel.vm.write(base, bytes([REDZONE_BYTE]) * (user - base))
             self.kernel.vm.write(user + size, bytes([REDZONE_BYTE]) * (end - user - size))
-        self.blocks[user] = Block(user, base, size, mtype, cpu, site)
+        self.blocks[user] = Block(user, base, size, mtype, cpu, self.site_hint or caller_site())
+        self.freed.discard(user)
         return user
 
     # --- free ------------------------------------------------------------------------------
     def free(self, addr, mtype, cpu=0):
         b = self.blocks.get(addr)
-        if b is not None and not b.size and not self.rz and not self.inner.usable_size(addr):
-            return self.inner.free(addr, mtype, cpu)   # a shared zero-length pointer stays tracked
-        if b is None:
-            q = self.quarantined.get(addr)
-            if q is not None:
-                raise DoubleFree(f"free: double free of the {q.describe()}; first freed on cpu "
-                                 f"{q.free_cpu} at {q.free_site}", addr, q.site)
-            raise bad_free(self.inner, addr, mtype, {u: bl.mtype for u, bl in self.blocks.items()})
-        if b.mtype is not mtype:
-            raise bad_free(self.inner, addr, mtype, {addr: b.mtype})
+        if b is None or b.mtype is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            return self._free_unusual(addr, mtype, cpu)
         if self.rz:
             self._check_redzone(b, cpu)
         del self.blocks[addr]
+        self.freed.add(addr)
         if not self.o["quarantine"]:
             self.inner.free(b.base, mtype, cpu)
             return
         b.free_site, b.free_cpu = self.site_hint or caller_site(), cpu
         if b.size:
             self.kernel.vm.write(addr, bytes([POISON_FREE]) * b.size)
+        self._count(b, -1)
         self.quarantine.append(b)
         self.quarantined[addr] = b
         while len(self.quarantine) > self.o["quarantine"]:
             self._release(self.quarantine.popleft(), cpu)
 
+    def _free_unusual(self, addr, mtype, cpu) -> None:
+        """A bad CPU is refused before anything changes; NULL and a shared zero-length
+        pointer get the backend's own answer; anything else is a bad free."""
+        if cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            check_args(0, 2, cpu, self.ncpus, "free")
+        if self._backends_own(addr):
+            return self.inner.free(addr, mtype, cpu)
+        raise self._bad_free(addr, mtype)
+
+    def _backends_own(self, addr) -> bool:
+        """NULL, or a pointer the backend hands out for size 0 without memory: not blocks of
+        the wrapper, so free, realloc and usable_size leave them to the backend."""
+        return addr is None or addr == 0 or self._reserved(addr) == 0
+
+    def _reserved(self, addr):
+        """The backend's usable size at ``addr``, None if nothing is allocated there."""
+        try:
+            return self.inner.usable_size(addr)
+        except BadFree:
+            return None
+
+    def _bad_free(self, addr, mtype) -> BadFree:
+        """A second free of a quarantined block names both frees; the rest is base.bad_free
+        on the caller's addresses (the blocks, ``usable_size`` and ``was_chunk`` here)."""
+        q = self.quarantined.get(addr)
+        if q is not None:
+            return DoubleFree(f"free: double free of the {q.describe()}; first freed on cpu "
+                              f"{q.free_cpu} at {q.free_site}", addr, q.site)
+        return bad_free(self, addr, mtype, {u: bl.mtype for u, bl in self.blocks.items()})
+
+    def was_chunk(self, addr: int) -> bool:
+        return addr in self.freed
+
     def _check_redzone(self, b: Block, cpu: int) -> None:
         vm = self.kernel.vm
-        rz = self.rz
-        front = vm.read(b.base, rz)
+        front = vm.read(b.base, b.user - b.base)
         end = b.base + self.inner.usable_size(b.base)
         back = vm.read(b.user + b.size, end - b.user - b.size)
         for what, data, start in (("underrun", front, b.base), ("overrun", back, b.user + b.size)):
@@ -175,6 +223,15 @@ class DebugBackend:
                               f"({start + bad[0]:#x}) was overwritten; {len(bad)} guard bytes changed; "
                               f"detected at free on cpu {cpu}", b.user, b.site)
 
+    def _count(self, b: Block, n: int) -> None:
+        """A quarantined block counts as freed in its type (inuse, memuse: its usable size),
+        as without quarantine; it is counted back just before the backend frees it."""
+        t = b.mtype
+        if t._k is not self.kernel:
+            self.kernel.bind_type(t)
+        t.inuse += n
+        t.memuse += n * self.inner.usable_size(b.base)
+
     def _release(self, b: Block, cpu: int) -> None:
         del self.quarantined[b.user]
         if b.size:
@@ -184,6 +241,7 @@ class DebugBackend:
                 raise UseAfterFree(f"use-after-free: write to the freed {b.describe()}: byte at offset "
                                    f"{bad[0]} ({b.user + bad[0]:#x}) changed after it was freed on cpu "
                                    f"{b.free_cpu} at {b.free_site}", b.user, b.site)
+        self._count(b, 1)
         self.inner.free(b.base, b.mtype, cpu)
 
     def read(self, va: int, n: int) -> bytes:
@@ -196,30 +254,33 @@ class DebugBackend:
 
     # --- the rest of the interface ------------------------------------------------------
     def realloc(self, addr, size, mtype, flags=2, cpu=0):
-        """The inner backend's realloc; with redzones, always a move (new guards)."""
-        if addr is None or addr == 0:
-            return self.malloc(size, mtype, flags, cpu)
+        """The backend's own realloc of the block with its guards (size 0 passed on as 0), so
+        it answers as without the wrapper: in place or moved, NULL after freeing (slab's size
+        0) or keeping the block (a failure).  The guards are checked before, written after."""
         b = self.blocks.get(addr)
         if b is None or b.mtype is not mtype:
-            return self.free(addr, mtype, cpu)  # raises the right BadFree
+            if self._backends_own(addr):
+                return self.malloc(size, mtype, flags, cpu)
+            raise self._bad_free(addr, mtype)
+        size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
+        if size and self._inject(size, mtype, f):
+            return None
         if self.rz:
-            new = self.malloc(size, mtype, flags, cpu)
-            if new is not None:
-                self.kernel.vm.copy(new, addr, min(size, b.size))
-                self.free(addr, mtype, cpu)
-            return new
-        new = self.inner.realloc(addr, size, mtype, flags, cpu)
-        if new is not None or size == 0:
-            del self.blocks[addr]
-        if new is not None:
-            self.blocks[new] = Block(new, new, size, mtype, cpu, self.site_hint or caller_site())
-        return new
+            self._check_redzone(b, cpu)
+        base = self.inner.realloc(b.base, size + 2 * self.rz if size else 0, mtype, f, cpu)
+        if base is None and self._reserved(b.base) is not None:
+            return None
+        del self.blocks[addr]
+        self.freed.add(addr)
+        return None if base is None else self._track(base, size, mtype, cpu)
 
     def usable_size(self, addr) -> int:
         b = self.blocks.get(addr)
-        if b is None:
-            raise bad_free(self.inner, addr, None, {u: bl.mtype for u, bl in self.blocks.items()})
-        return b.size if self.rz else self.inner.usable_size(b.base)
+        if b is not None:
+            return b.size if self.rz else self.inner.usable_size(b.base)
+        if self._backends_own(addr):
+            return self.inner.usable_size(addr)
+        raise self._bad_free(addr, None)
 
     def extra_stats(self) -> dict:
         return {**self.inner.extra_stats(),
