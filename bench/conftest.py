@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 RATIOS: dict = {}
+REFERENCE = "(reference)"   # the target of a figure shown for comparison, which has none
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +24,8 @@ def pytest_terminal_summary(terminalreporter):
     tr = terminalreporter
     tr.section("kalloc performance ratios")
     for name, r in RATIOS.items():
-        tr.write_line(f"{name:55s} {r['value']:>10.3f} {r['unit']:10s} target {r['target']}  "
-                      f"{'ok' if r['ok'] else 'MISSED'}")
+        verdict = "" if r["target"] == REFERENCE else "ok" if r["ok"] else "MISSED"
+        tr.write_line(f"{name:55s} {r['value']:>10.3f} {r['unit']:10s} target {r['target']}  {verdict}")
     Path(__file__).with_name("results.json").write_text(json.dumps(RATIOS, indent=2) + "\n")
 
 
