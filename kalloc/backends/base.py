@@ -126,21 +126,23 @@ def check_args(size, flags, cpu, ncpus: int, what: str = "malloc") -> tuple[int,
     return size, f
 
 
-def bad_free(backend, addr, mtype, live: dict) -> BadFree:
-    """Explain a free of an address that is not a live allocation of ``mtype``."""
+def bad_free(backend, addr, mtype, live: dict, what: str = "free") -> BadFree:
+    """Explain a free (or a ``what`` call: realloc, usable_size) of an address that is not a
+    live allocation of ``mtype`` (None: any type)."""
     name = getattr(mtype, "name", mtype)
+    typed = "" if mtype is None else f" (type '{name}')"
     if not isinstance(addr, int) or isinstance(addr, bool):
-        return WildFree(f"free: address must be an int, not {type(addr).__name__}", None)
+        return WildFree(f"{what}: address must be an int, not {type(addr).__name__}", None)
     owner = live.get(addr)
     if owner is not None:
-        return WrongType(f"free: {addr:#x} was allocated as type '{owner.name}' but freed as type '{name}'", addr)
+        return WrongType(f"{what}: {addr:#x} was allocated as type '{owner.name}' but freed as type '{name}'", addr)
     for start, t in live.items():
         if start < addr < start + backend.usable_size(start):
-            return WildFree(f"free: {addr:#x} is inside the live allocation at {start:#x} "
+            return WildFree(f"{what}: {addr:#x} is inside the live allocation at {start:#x} "
                             f"(type '{t.name}'): interior pointer", addr)
     if backend.was_chunk(addr):
-        return DoubleFree(f"free: {addr:#x} (type '{name}') is already free: double free", addr)
-    return WildFree(f"free: {addr:#x} (type '{name}') was never allocated by backend "
+        return DoubleFree(f"{what}: {addr:#x}{typed} is already free: double free", addr)
+    return WildFree(f"{what}: {addr:#x}{typed} was never allocated by backend "
                     f"'{backend.NAME}': wild pointer", addr)
 
 

@@ -20,7 +20,7 @@ docs/backends.md walks through this file.
 from __future__ import annotations
 
 from kalloc.backends.base import Backend, Option, bad_free, check_args
-from kalloc.errors import KernelPanic, WildFree
+from kalloc.errors import KernelPanic
 from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, ZERO
 from kalloc.hookspecs import hookimpl
 from kalloc.machine import VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
@@ -104,7 +104,7 @@ class BumpBackend(Backend):
             return self.malloc(size, mtype, f, cpu)
         t = self.live.get(addr)
         if t is None or t is not mtype:
-            raise bad_free(self, addr, mtype, self.live)
+            raise bad_free(self, addr, mtype, self.live, "realloc")
         new = self.malloc(size, mtype, f, cpu)
         if new is not None:
             self.vm.copy(new, addr, min(self.sizes[addr], size))
@@ -113,8 +113,7 @@ class BumpBackend(Backend):
 
     def usable_size(self, addr) -> int:
         if addr not in self.live:
-            where = hex(addr) if isinstance(addr, int) else repr(addr)
-            raise WildFree(f"usable_size: {where} is not a live allocation of backend 'bump'", addr)
+            raise bad_free(self, addr, None, self.live, "usable_size")
         return self.sizes[addr]
 
     def was_chunk(self, addr) -> bool:

@@ -198,14 +198,14 @@ class DebugBackend:
         except BadFree:
             return None
 
-    def _bad_free(self, addr, mtype) -> BadFree:
+    def _bad_free(self, addr, mtype, what: str = "free") -> BadFree:
         """A second free of a quarantined block names both frees; the rest is base.bad_free
         on the caller's addresses (the blocks, ``usable_size`` and ``was_chunk`` here)."""
         q = self.quarantined.get(addr)
         if q is not None:
-            return DoubleFree(f"free: double free of the {q.describe()}; first freed on cpu "
+            return DoubleFree(f"{what}: double free of the {q.describe()}; first freed on cpu "
                               f"{q.free_cpu} at {q.free_site}", addr, q.site)
-        return bad_free(self, addr, mtype, {u: bl.mtype for u, bl in self.blocks.items()})
+        return bad_free(self, addr, mtype, {u: bl.mtype for u, bl in self.blocks.items()}, what)
 
     def was_chunk(self, addr: int) -> bool:
         return addr in self.freed
@@ -261,7 +261,7 @@ class DebugBackend:
         if b is None or b.mtype is not mtype:
             if self._backends_own(addr):
                 return self.malloc(size, mtype, flags, cpu)
-            raise self._bad_free(addr, mtype)
+            raise self._bad_free(addr, mtype, "realloc")
         size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
         if size and self._inject(size, mtype, f):
             return None
@@ -280,7 +280,7 @@ class DebugBackend:
             return b.size if self.rz else self.inner.usable_size(b.base)
         if self._backends_own(addr):
             return self.inner.usable_size(addr)
-        raise self._bad_free(addr, None)
+        raise self._bad_free(addr, None, "usable_size")
 
     def extra_stats(self) -> dict:
         return {**self.inner.extra_stats(),

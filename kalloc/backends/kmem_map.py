@@ -438,7 +438,7 @@ class KmemMapBackend(Backend):
         if addr is None or (addr.__class__ is int and addr == 0):
             return self.malloc(size, mtype, flags, cpu)
         if self.live.get(addr, self.live) is not mtype:
-            raise bad_free(self, addr, mtype, self.live)
+            raise bad_free(self, addr, mtype, self.live, "realloc")
         f = FLAG_INT.get(flags, -1)
         if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
             size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
@@ -465,7 +465,7 @@ class KmemMapBackend(Backend):
     def usable_size(self, addr) -> int:
         """The bucket size, or the page-rounded size of a large block."""
         if addr not in self.live:
-            raise bad_free(self, addr, None, self.live)
+            raise bad_free(self, addr, None, self.live, "usable_size")
         return self._alloc_size(addr)
 
     def was_chunk(self, addr: int) -> bool:

@@ -723,7 +723,7 @@ class SlabBackend(Backend):
         if addr is None or (addr.__class__ is int and (addr == 0 or addr == self.zero_length_ptr)):
             return self.malloc(size, mtype, flags, cpu)
         if self.live.get(addr, self.live) is not mtype:
-            raise bad_free(self, addr, mtype, self.live)
+            raise bad_free(self, addr, mtype, self.live, "realloc")
         f = FLAG_INT.get(flags, -1)
         if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
             size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
@@ -752,7 +752,7 @@ class SlabBackend(Backend):
         if addr not in self.live:
             if addr.__class__ is int and addr == self.zero_length_ptr:
                 return 0
-            raise bad_free(self, addr, None, self.live)
+            raise bad_free(self, addr, None, self.live, "usable_size")
         z = self.zones.get(addr & self.zone_base_mask)
         if z is not None:
             return z.chunk
