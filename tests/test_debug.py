@@ -288,3 +288,15 @@ def test_run_that_panics_keeps_partial_results(backend, overrunner):
     rec = run_one(RunSpec(backend, "overrunner", options={"redzone": 8}))
     assert "overrun of the 32-byte block" in rec["panic"] and "thread buggy (cpu 0)" in rec["panic"]
     assert rec["ops"]["malloc"] == 5 and rec["ops"]["free"] == 4
+
+
+@pytest.mark.parametrize("backend,extra", [("slab", {"zone_limit": "runtime"}), ("kmem_map", {}), ("bump", {})])
+@pytest.mark.parametrize("options", [{"redzone": 16}, {"redzone": 8, "quarantine": 4, "invariants": True}])
+def test_the_conformance_machine_passes_under_debug_options(backend, extra, options):
+    """Under redzones the usable size is the requested one while the type is charged the
+    chunk (charged_size), and a power-of-two size is no longer naturally aligned: the
+    machine failed on both before the wrapper said so."""
+    from hypothesis.stateful import run_state_machine_as_test
+    from kalloc.conformance import machine_for
+    run_state_machine_as_test(machine_for(backend, ncpus=2, **extra, **options),
+                              settings=settings(max_examples=40, stateful_step_count=40, deadline=None))

@@ -13,8 +13,9 @@ Redzones (``redzone=N``, after FreeBSD's redzone(9))::
 Guard bytes are 0x42 ('B', as redzone(9) fills them).  free() checks both sides and panics
 with the type, size, CPU and allocation site of the block on an underrun or overrun, so a
 one-byte overrun past the *requested* size is caught even when the chunk has slack.  The
-returned address is the chunk plus N, so natural power-of-two alignment holds only when N
-is a multiple of it (as with redzone(9)).  Size 0 is asked of the backend as 0: a pointer
+returned address is N bytes into a chunk of size + 2N, so a power-of-two size is not
+naturally aligned (as with redzone(9)), and the wrapper does not declare
+``ALIGNS_POWERS_OF_TWO``.  Size 0 is asked of the backend as 0: a pointer
 it shares without memory (slab's ZERO_LENGTH_PTR, usable size 0) is returned as it is, and
 a real chunk (kmem_map's 16 bytes) is returned at its start, every byte of it guard.
 
@@ -107,6 +108,11 @@ class DebugBackend:
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+    @property
+    def ALIGNS_POWERS_OF_TWO(self) -> bool:  # noqa: N802 -- the backends' class attribute
+        """Not with redzones: the caller's address is N bytes into a chunk of size + 2N."""
+        return not self.rz and getattr(self.inner, "ALIGNS_POWERS_OF_TWO", False)
 
     # --- malloc ----------------------------------------------------------------------------
     def _inject(self, size: int, mtype, f: int) -> bool:
@@ -281,6 +287,13 @@ class DebugBackend:
         if self._backends_own(addr):
             return self.inner.usable_size(addr)
         raise self._bad_free(addr, None, "usable_size")
+
+    def charged_size(self, addr) -> int:
+        """What the backend holds, and charges to the type, for the block at ``addr``: its
+        chunk, guards included.  ``usable_size`` is what the caller may use: with redzones,
+        the requested size (the conformance machine balances ``memuse`` against this)."""
+        b = self.blocks.get(addr)
+        return self.usable_size(addr) if b is None else self.inner.usable_size(b.base)
 
     def extra_stats(self) -> dict:
         return {**self.inner.extra_stats(),
