@@ -206,6 +206,18 @@ def test_destroy_rules_and_bad_input():
         bus_dmamap_load(k, tag(k), None, 0xdead0000, PS, Callback(), None, 0)
     with pytest.raises(ValueError, match="unknown op"):
         bus_dmamap_sync(k, t, None, 7)
+    # Junk where a tag, a map or a callback goes: a TypeError that names it, not an
+    # AttributeError from deep inside.
+    with pytest.raises(TypeError, match="bus_dma_tag_create: parent must be a BusDmaTag or None, not str"):
+        bus_dma_tag_create(k, "junk", 1, 0, 0xffffff, BUS_SPACE_MAXADDR, PS, 1, PS, 0)
+    with pytest.raises(TypeError, match="bus_dmamap_create: tag must be a BusDmaTag, not NoneType"):
+        bus_dmamap_create(k, None, 0)
+    with pytest.raises(TypeError, match="bus_dmamap_load: bmap must be a BusDmaMap or None, not int"):
+        bus_dmamap_load(k, tag(k), 5, 0xdead0000, PS, Callback(), None, 0)
+    with pytest.raises(TypeError, match="bus_dmamap_load: callback must be callable, not NoneType"):
+        bus_dmamap_load(k, tag(k), None, 0xdead0000, PS, None, None, 0)
+    with pytest.raises(TypeError, match="bus_dma_tag_destroy: tag must be a BusDmaTag"):
+        bus_dma_tag_destroy(k, "junk")
 
 
 def test_child_tag_inherits_restrictions():

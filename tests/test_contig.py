@@ -136,6 +136,10 @@ def test_bad_arguments_are_clear():
         contigmalloc(k, -1, None, 0, 0, 0x1000, 1, 0)
     with pytest.raises(TypeError, match="alignment must be an integer"):
         contigmalloc(k, PS, None, 0, 0, 0x1000, 1.0, 0)
+    with pytest.raises(TypeError, match="malloc type must be a kalloc.MallocType or None, not str"):
+        contigmalloc(k, PS, "devbuf", 0, 0, 0x1000, 1, 0)
+    with pytest.raises(ValueError, match="M_WAITOK and M_NOWAIT are mutually exclusive"):
+        contigmalloc(k, PS, None, 3, 0, 0x1000, 1, 0)
 
 
 def test_contigfree_checks_what_4_8_does_not():

@@ -176,6 +176,22 @@ class BusDma:
         }
 
 
+
+def _check(who: str, **args) -> None:
+    """The argument types the entry points share: ``tag`` a BusDmaTag, ``parent`` one or
+    None, ``bmap`` a BusDmaMap or None (a map that never bounces), ``callback`` and
+    ``filter`` callables (a filter may be None)."""
+    for name, value in args.items():
+        want, none_ok = {"tag": (BusDmaTag, False), "parent": (BusDmaTag, True), "bmap": (BusDmaMap, True),
+                         "callback": (None, False), "filter": (None, True)}[name]
+        if value is None and none_ok:
+            continue
+        if want is None and not callable(value):
+            raise TypeError(f"{who}: {name} must be callable, not {type(value).__name__}")
+        if want is not None and not isinstance(value, want):
+            raise TypeError(f"{who}: {name} must be a {want.__name__}{' or None' if none_ok else ''}, "
+                            f"not {type(value).__name__}")
+
 def _devbuf(kernel):
     return kernel.malloc_type("devbuf", "device driver memory")
 
@@ -199,6 +215,7 @@ def bus_dma_tag_create(kernel, parent, alignment, boundary, lowaddr, highaddr, m
                        maxsegsz, flags, *, filter=None, filterarg=None, cpu: int = 0):
     """A tag: (0, tag), or (ENOMEM, None) if its struct or, with BUS_DMA_ALLOCNOW,
     its bounce pages cannot be had."""
+    _check("bus_dma_tag_create", parent=parent, filter=filter)
     who = "bus_dma_tag_create"
     alignment, boundary = check_uint(who, "alignment", alignment), check_uint(who, "boundary", boundary)
     lowaddr, highaddr = check_uint(who, "lowaddr", lowaddr), check_uint(who, "highaddr", highaddr)
@@ -242,6 +259,7 @@ def bus_dma_tag_create(kernel, parent, alignment, boundary, lowaddr, highaddr, m
 def bus_dma_tag_destroy(kernel, tag) -> int:
     """Drop a tag (and parents whose count reaches 0); EBUSY while it has maps."""
     if tag is not None:
+        _check("bus_dma_tag_destroy", tag=tag)
         if tag.map_count:
             return EBUSY
         while tag is not None:
@@ -258,6 +276,7 @@ def bus_dma_tag_destroy(kernel, tag) -> int:
 def bus_dmamap_create(kernel, tag, flags, cpu: int = 0):
     """A map: (error, map).  map is None (no bouncing ever) when the device reaches all
     RAM.  Otherwise bounce pages are added to the pool, up to a sane limit."""
+    _check("bus_dmamap_create", tag=tag)
     error = 0
     bmap = None
     if _must_bounce(kernel, tag):
@@ -284,6 +303,7 @@ def bus_dmamap_create(kernel, tag, flags, cpu: int = 0):
 
 def bus_dmamap_destroy(kernel, tag, bmap) -> int:
     """Free a map; EBUSY while it holds bounce pages."""
+    _check("bus_dmamap_destroy", tag=tag, bmap=bmap)
     if bmap is not None:
         if bmap.bpages:
             return EBUSY
@@ -300,6 +320,7 @@ def _dmamem_uses_malloc(kernel, tag) -> bool:
 def bus_dmamem_alloc(kernel, tag, flags, cpu: int = 0):
     """Memory the device reaches without bouncing: (0, vaddr, None) or (ENOMEM, None,
     None).  malloc for one page a device reaches anywhere, contigmalloc otherwise."""
+    _check("bus_dmamem_alloc", tag=tag)
     mflags = M_NOWAIT if flags & BUS_DMA_NOWAIT else M_WAITOK
     if _dmamem_uses_malloc(kernel, tag):
         vaddr = kernel.malloc(tag.maxsize, _devbuf(kernel), mflags, cpu)
@@ -314,6 +335,7 @@ def bus_dmamem_alloc(kernel, tag, flags, cpu: int = 0):
 
 def bus_dmamem_free(kernel, tag, vaddr, bmap) -> None:
     """Free bus_dmamem_alloc memory, making the same malloc/contigmalloc choice."""
+    _check("bus_dmamem_free", tag=tag)          # any map but NULL is 4.x's own panic
     if bmap is not None:
         raise KernelPanic("bus_dmamem_free: Invalid map freed")
     if _dmamem_uses_malloc(kernel, tag):
@@ -327,6 +349,7 @@ def bus_dmamap_load(kernel, tag, bmap, buf, buflen, callback, callback_arg, flag
     """Map [buf, buf + buflen) (kernel VA) for the device: callback(arg, segments, nseg,
     error) is called and 0 returned, or -- bounce pages short -- EINPROGRESS is returned
     and the callback runs later from busdma_swi.  ``flags`` is ignored, as in 4.8."""
+    _check("bus_dmamap_load", tag=tag, bmap=bmap, callback=callback)
     buf = check_uint("bus_dmamap_load", "buf", buf)
     buflen = check_uint("bus_dmamap_load", "buflen", buflen)
     st = kernel_state(kernel, BusDma)
@@ -385,6 +408,7 @@ def bus_dmamap_load_mbuf(kernel, tag, bmap, chain, callback2, callback_arg, flag
     _bus_dmamap_load_buffer: never bounces, splits at page ends and at ``boundary``,
     coalesces within ``maxsegsz``.  callback2(arg, segments, nseg, total, error);
     returns the error (EINVAL if the chain exceeds maxsize, EFBIG if out of segments)."""
+    _check("bus_dmamap_load_mbuf", tag=tag, bmap=bmap, callback=callback2)
     if _must_bounce(kernel, tag) and bmap is None:
         raise KernelPanic("bus_dmamap_load_mbuf: No support for bounce pages!")
     pieces = [(check_uint("bus_dmamap_load_mbuf", "m_data", d), check_uint("bus_dmamap_load_mbuf", "m_len", n))
@@ -443,6 +467,7 @@ def _load_buffer(kernel, tag, segs, vaddr, buflen, lastaddr, seg, first):
 def bus_dmamap_sync(kernel, tag, bmap, op) -> None:
     """Copy through the map's bounce pages: PREWRITE client -> bounce, POSTREAD bounce ->
     client; PREREAD and POSTWRITE do nothing."""
+    _check("bus_dmamap_sync", tag=tag, bmap=bmap)
     if op not in (BUS_DMASYNC_PREREAD, BUS_DMASYNC_POSTREAD, BUS_DMASYNC_PREWRITE, BUS_DMASYNC_POSTWRITE):
         raise ValueError(f"bus_dmamap_sync: unknown op {op!r} (one BUS_DMASYNC_* per call)")
     if bmap is None or not bmap.bpages or op in (BUS_DMASYNC_PREREAD, BUS_DMASYNC_POSTWRITE):
@@ -460,6 +485,7 @@ def bus_dmamap_sync(kernel, tag, bmap, op) -> None:
 def bus_dmamap_unload(kernel, tag, bmap) -> None:
     """Release the map's bounce pages; a waiting map that can now be served is loaded
     by busdma_swi before this returns (its callback runs)."""
+    _check("bus_dmamap_unload", tag=tag, bmap=bmap)
     if bmap is None:
         return
     while bmap.bpages:

@@ -74,6 +74,8 @@ from attrs import define, field
 
 from kalloc.dma import existing_state, kernel_state
 from kalloc.errors import BadFree, KernelPanic, WildFree
+from kalloc.flags import FLAG_INT, bad_flags
+from kalloc.malloc import MallocType
 
 ISA_LIMIT = 0x1000000  # RAM_END / ISARAM_END: the 24-bit ISA address space
 
@@ -160,9 +162,14 @@ def _scan(state: bytearray, start: int, npg: int, low: int, high: int, alignment
 
 def contigmalloc(kernel, size, mtype, flags, low, high, alignment, boundary) -> int | None:
     """contigmalloc(9): ``size`` bytes of physically contiguous pages in [low, high),
-    mapped in kernel VA; None when no run qualifies.  ``mtype`` and ``flags`` are
-    ignored, as in 4.8.  (MAY SLEEP in 4.8: the launderer; never here.)"""
+    mapped in kernel VA; None when no run qualifies.  ``mtype`` (a MallocType, or None)
+    and ``flags`` (malloc flags) are checked but not used, as in 4.8.  (MAY SLEEP in 4.8:
+    the launderer; never here.)"""
     who = "contigmalloc"
+    if mtype is not None and not isinstance(mtype, MallocType):
+        raise TypeError(f"contigmalloc: malloc type must be a kalloc.MallocType or None, not {type(mtype).__name__}")
+    if FLAG_INT.get(flags, -1) < 0:
+        raise bad_flags(flags)
     size, low, high = check_uint(who, "size", size), check_uint(who, "low", low), check_uint(who, "high", high)
     alignment, boundary = check_uint(who, "alignment", alignment), check_uint(who, "boundary", boundary)
     if low > high:
