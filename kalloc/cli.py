@@ -280,6 +280,8 @@ def cmd_scenario(args) -> str:
     from kalloc.dma.scenario import format_table, isa_dma_scenario
     if args.format not in FORMATS:
         raise ValueError(f"unknown format {args.format!r} (known: {', '.join(FORMATS)})")
+    if args.seed < 0:                       # as every other command's --seed
+        raise ValueError(f"seed must be at least 0, got {args.seed}")
     rows = isa_dma_scenario(physmem=args.physmem, ncpus=args.ncpus, seed=args.seed, channel=args.channel,
                             bounce=args.bounce, kernel_image=args.kernel_image, scale=args.scale)
     return render(rows, args.format, lambda rs: format_table(rs) + "\n")

@@ -105,6 +105,7 @@ def test_info_prints_classes():
     (("compare", "--backends", "slab,slab"), "lists 'slab' twice"),
     (("compare", "--ncpus", "1,2,1"), "lists 1 twice"),
     (("compare", "--output", ""), "output must be a file name"),
+    (("scenario", "isa-dma", "--seed", "-1"), "seed must be at least 0"),
     (("frobnicate",), "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, msg):
