@@ -194,7 +194,7 @@ def _listing(pick, keys: tuple, default: tuple, single: tuple, check=None) -> tu
     and so is a list given to a command that takes one (``single``), which otherwise takes
     the first of the default list."""
     what = keys[0]
-    given = pick(*keys)
+    given = pick(*keys, both_is_an_error=True)
     items = _as_list(default if given is None else given, what)
     items = tuple(map(check, items)) if check else items
     for item in items:
@@ -214,11 +214,14 @@ def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Conf
     ``default_ncpus`` is the command's own default CPU list; ``single`` names the settings
     ("backends", "workloads", "ncpus") of which the command takes one value."""
 
-    def pick(*keys, default=None):
+    def pick(*keys, default=None, both_is_an_error=False):
         for src in (cli, file):
-            for k in keys:
-                if src.get(k) is not None:
-                    return src[k]
+            given = [k for k in keys if src.get(k) is not None]
+            if len(given) > 1 and both_is_an_error:
+                raise ValueError(f"{' and '.join(given)} are both given{' in the file' if src is file else ''}: "
+                                 f"give one")
+            if given:
+                return src[given[0]]
         return default
 
     backends = _listing(pick, ("backends", "backend"), ("slab", "kmem_map"), single)
@@ -236,6 +239,8 @@ def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Conf
     executor = pick("executor", default="local")
     if executor not in ("local", "dask"):
         raise ValueError(f"unknown executor {executor!r} (known: local, dask)")
+    if executor != "dask" and pick("scheduler") is not None:
+        raise ValueError("scheduler is the address of a Dask scheduler: it needs executor dask")
 
     opt_flat = {**_flatten_tables(file.get("options", {}), "options"), **cli.get("options", {})}
     known_opts = {b: {**COMMON_OPTIONS, **known_backends[b][0].OPTIONS} for b in backends}

@@ -146,7 +146,9 @@ def test_bad_toml(tmp_path):
     p = run("compare", "--config", str(cfg), check=False)
     assert p.returncode == 2 and "not valid TOML" in p.stderr and "Traceback" not in p.stderr
     for bad, msg in (("output = 5", "output must be a file name"), ("costs = 1", "[costs] must be a table"),
-                     ("scheduler = 1", "scheduler must be an address")):
+                     ('executor = "dask"\nscheduler = 1', "scheduler must be an address"),
+                     ('scheduler = "tcp://h:8786"', "it needs executor dask"),
+                     ('backend = "slab"\nbackends = ["kmem_map"]', "backends and backend are both given")):
         cfg.write_text(bad + "\n")
         p = run("compare", "--config", str(cfg), check=False)
         assert p.returncode == 2 and msg in p.stderr, p.stderr
