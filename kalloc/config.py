@@ -194,7 +194,7 @@ def _listing(pick, keys: tuple, default: tuple, single: tuple, check=None) -> tu
     and so is a list given to a command that takes one (``single``), which otherwise takes
     the first of the default list."""
     what = keys[0]
-    given = pick(*keys, both_is_an_error=True)
+    given = pick(*keys)
     items = _as_list(default if given is None else given, what)
     items = tuple(map(check, items)) if check else items
     for item in items:
@@ -214,10 +214,11 @@ def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Conf
     ``default_ncpus`` is the command's own default CPU list; ``single`` names the settings
     ("backends", "workloads", "ncpus") of which the command takes one value."""
 
-    def pick(*keys, default=None, both_is_an_error=False):
+    def pick(*keys, default=None):
+        """The first source's value of a setting (``keys``: its spellings, one per source)."""
         for src in (cli, file):
             given = [k for k in keys if src.get(k) is not None]
-            if len(given) > 1 and both_is_an_error:
+            if len(given) > 1:
                 raise ValueError(f"{' and '.join(given)} are both given{' in the file' if src is file else ''}: "
                                  f"give one")
             if given:
