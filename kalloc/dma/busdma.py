@@ -177,13 +177,17 @@ class BusDma:
 
 
 
+# argument name -> (its class, or None for a callable; whether None is allowed)
+_ARG_TYPES = {"tag": (BusDmaTag, False), "parent": (BusDmaTag, True), "bmap": (BusDmaMap, True),
+              "callback": (None, False), "filter": (None, True)}
+
+
 def _check(who: str, **args) -> None:
     """The argument types the entry points share: ``tag`` a BusDmaTag, ``parent`` one or
     None, ``bmap`` a BusDmaMap or None (a map that never bounces), ``callback`` and
     ``filter`` callables (a filter may be None)."""
     for name, value in args.items():
-        want, none_ok = {"tag": (BusDmaTag, False), "parent": (BusDmaTag, True), "bmap": (BusDmaMap, True),
-                         "callback": (None, False), "filter": (None, True)}[name]
+        want, none_ok = _ARG_TYPES[name]
         if value is None and none_ok:
             continue
         if want is None and not callable(value):

@@ -167,6 +167,11 @@ _GFP_ZERO_BIT = 0x100
 _GFP_WAIT_BITS = 0x400 | 0x8000   # __GFP_DIRECT_RECLAIM | __GFP_NOFAIL
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only, at least one: how the tracers print the parts of a timestamp."""
+    return text.isdigit() and text.isascii()
+
+
 def gfp_to_malloc_flags(text: str) -> int:
     """``gfp_flags`` as a tracepoint prints it -> kalloc malloc flags (plain int).
 
@@ -352,7 +357,7 @@ class TraceParser:
         if cpu is None:
             cpu = self._learn_cpu(prefix)
         whole, _, fraction = ts_text.partition(".")
-        if not (whole.isdigit() and whole.isascii() and (fraction.isdigit() and fraction.isascii() or not fraction)):
+        if not (_digits(whole) and (_digits(fraction) or not fraction)):
             raise ValueError(f"timestamp {ts_text!r} is not seconds as the tracers print them")
         ts = float(ts_text)
         if ts == _INF:
@@ -474,9 +479,8 @@ class TraceParser:
         number correctly.  Only for a timestamp of ASCII digits, "." and more digits."""
         prefix, _, seconds = key.rpartition(" ")
         whole, dot, fraction = seconds.partition(".")
-        if not (dot and whole.isdigit() and whole.isascii() and len(whole) <= 15
-                and (fraction.isdigit() and fraction.isascii() and len(fraction) <= 9
-                     or not fraction)):
+        if not (dot and _digits(whole) and len(whole) <= 15
+                and (_digits(fraction) and len(fraction) <= 9 or not fraction)):
             raise ValueError("not a plain decimal timestamp")
         cpu = self._cpus.get(prefix)
         if cpu is None:
