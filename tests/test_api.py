@@ -116,10 +116,12 @@ def test_realloc_and_usable_size_errors_name_the_call(backend):
         k.realloc(0x1234, 8, t)
     with pytest.raises(kalloc.WildFree, match=f"usable_size: 0x1234 was never allocated by backend '{backend}'"):
         k.usable_size(0x1234)
-    if backend != "bump":
-        return
     with pytest.raises(ValueError, match="realloc: cpu 2 out of range"):
         k.realloc(None, 8, t, cpu=2)
+    with pytest.raises(ValueError, match="unknown bits 0x7000"):
+        k.realloc(None, 8, t, 0x7000)
+    if backend != "bump":
+        return
     k.write(a, b"data")
     copied = k.vm.bytes_copied
     b = k.realloc(a, 64, t)

@@ -176,3 +176,21 @@ class Backend:
 
     def counters(self) -> dict:
         return {c: getattr(self, c) for c in COUNTERS}
+
+    # realloc's two shared steps, for backends that keep ``self.ncpus`` and ``self.vm``, as
+    # the built-in ones do.
+    def _realloc_args(self, size, flags, cpu) -> tuple[int, int]:
+        """realloc's argument guard: (size, flags) as plain ints, or the error naming realloc."""
+        f = FLAG_INT.get(flags, -1)
+        if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            return check_args(size, flags, cpu, self.ncpus, "realloc")
+        return size, f
+
+    def _realloc_move(self, addr, old: int, size: int, mtype, f: int, cpu: int):
+        """realloc when the block cannot stay: malloc, copy min(size, old) bytes, free the
+        old block.  A failed malloc returns None and keeps the old block, as realloc(9) does."""
+        new = self.malloc(size, mtype, f, cpu)
+        if new is not None:
+            self.vm.copy(new, addr, min(size, old))
+            self.free(addr, mtype, cpu)
+        return new

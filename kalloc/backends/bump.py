@@ -99,17 +99,12 @@ class BumpBackend(Backend):
         mtype.memuse -= self.sizes[addr]
 
     def realloc(self, addr, size, mtype, flags=2, cpu=0):
-        size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
+        size, f = self._realloc_args(size, flags, cpu)
         if addr is None or addr == 0:
             return self.malloc(size, mtype, f, cpu)
-        t = self.live.get(addr)
-        if t is None or t is not mtype:
+        if self.live.get(addr, self.live) is not mtype:
             raise bad_free(self, addr, mtype, self.live, "realloc")
-        new = self.malloc(size, mtype, f, cpu)
-        if new is not None:
-            self.vm.copy(new, addr, min(self.sizes[addr], size))
-            self.free(addr, mtype, cpu)
-        return new
+        return self._realloc_move(addr, self.sizes[addr], size, mtype, f, cpu)
 
     def usable_size(self, addr) -> int:
         if addr not in self.live:

@@ -435,22 +435,16 @@ class KmemMapBackend(Backend):
         """realloc(9) (GIANT, MAY SLEEP without M_NOWAIT): in place when size <= alloc and
         (size > alloc/2 or alloc == 16), else malloc, copy min(size, alloc) bytes (the whole
         old chunk), free.  NULL keeps the old block."""
+        size, f = self._realloc_args(size, flags, cpu)
         if addr is None or (addr.__class__ is int and addr == 0):
-            return self.malloc(size, mtype, flags, cpu)
+            return self.malloc(size, mtype, f, cpu)
         if self.live.get(addr, self.live) is not mtype:
             raise bad_free(self, addr, mtype, self.live, "realloc")
-        f = FLAG_INT.get(flags, -1)
-        if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
-            size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
         alloc = self._alloc_size(addr)
         if size <= alloc and (size > alloc >> 1 or alloc == MINALLOCSIZE):
             self.lock_acquires += 1              # Giant: 4.8's realloc itself takes no spl
             return addr
-        new = self.malloc(size, mtype, f, cpu)
-        if new is not None:
-            self.vm.copy(new, addr, min(size, alloc))
-            self.free(addr, mtype, cpu)
-        return new
+        return self._realloc_move(addr, alloc, size, mtype, f, cpu)
 
     def _alloc_size(self, addr: int) -> int:
         pg = (addr - self.kmembase) >> PAGE_SHIFT

@@ -720,13 +720,11 @@ class SlabBackend(Backend):
         sizes >= 16384 with realloc_bug (Bug A; by default only sizes below ZoneLimit go
         through it, as since 2009-04-22) -- and the same pointer if the chunk size is the
         zone's.  Otherwise malloc (M_ZERO passed through: Bug B), copy, free."""
+        size, f = self._realloc_args(size, flags, cpu)
         if addr is None or (addr.__class__ is int and (addr == 0 or addr == self.zero_length_ptr)):
-            return self.malloc(size, mtype, flags, cpu)
+            return self.malloc(size, mtype, f, cpu)
         if self.live.get(addr, self.live) is not mtype:
             raise bad_free(self, addr, mtype, self.live, "realloc")
-        f = FLAG_INT.get(flags, -1)
-        if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
-            size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
         if size == 0:
             self.free(addr, mtype, cpu)
             return None
@@ -741,11 +739,7 @@ class SlabBackend(Backend):
                 size = zoneindex(size)[1]
                 if size == old:
                     return addr
-        new = self.malloc(size, mtype, f, cpu)
-        if new is not None:
-            self.vm.copy(new, addr, min(size, old))
-            self.free(addr, mtype, cpu)
-        return new
+        return self._realloc_move(addr, old, size, mtype, f, cpu)
 
     def usable_size(self, addr) -> int:
         """The chunk size, or the page-rounded size of a large block; 0 for ZERO_LENGTH_PTR."""
