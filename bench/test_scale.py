@@ -39,10 +39,11 @@ def test_boot_4g_64cpus():
     record("boot(4G, 64 CPUs): RSS above a bare import", extra_mb, "MB", "< 100", extra_mb < 100)
 
 
-@pytest.mark.parametrize("backend", ["slab", "kmem_map"])
-def test_net_64cpus_finishes(backend):
+# kmem_map at 4095M: 4.8's kmeminit wraps 4 GiB to 0 in 32 bits and cannot boot there.
+@pytest.mark.parametrize("backend,physmem", [("slab", "4G"), ("kmem_map", "4095M")])
+def test_net_64cpus_finishes(backend, physmem):
     got = probe(f"from kalloc.harness import RunSpec, run_one\n"
-                f"r = run_one(RunSpec({backend!r}, 'net', ncpus=64, physmem='4G'))\n"
+                f"r = run_one(RunSpec({backend!r}, 'net', ncpus=64, physmem={physmem!r}))\n"
                 f"assert r['panic'] is None, r['panic']")
     record(f"{backend}: 64-CPU net run, seconds", got["seconds"], "s", "finishes", True)
 

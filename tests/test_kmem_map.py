@@ -88,7 +88,9 @@ def test_bucket_table():
     (256 * MiB, 89478485, 128, 2560, 7864320, 97341440, 44739242),
     (512 * MiB, 178956970, 256, 4608, 14155776, 193110016, 89478485),
     (1024 * MiB, 200 * MiB, 384, 6656, 20447232, 230162432, 100 * MiB),
-    (4096 * MiB, 200 * MiB, 384, 6656, 20447232, 230162432, 100 * MiB),
+    (4095 * MiB, 200 * MiB, 384, 6656, 20447232, 230162432, 100 * MiB),
+    # cnt.v_page_count * PAGE_SIZE is a 32-bit u_int: 4 GiB wraps to 0, and so does vm_kmem_size
+    (4096 * MiB, 0, 384, 6656, 20447232, 20447232, 0),
 ])
 def test_kmem_map_sizing_table(ram, vks, users, clusters, mbuf, kmem_map, limit):
     s = kmem_map_size(ram)
@@ -103,6 +105,23 @@ def test_kmem_map_sizing_overrides():
     s = kmem_map_size(64 * MiB, maxusers=100)
     assert (s.maxusers, s.nmbclusters, s.nmbufs) == (100, 2112, 8448)
     assert s.mb_map_size == 8448 * 256 + 2112 * 2048
+
+
+def test_kmem_map_sizing_in_64_bits_on_amd64():
+    assert kmem_map_size(4096 * MiB, word_bits=64).vm_kmem_size == 200 * MiB
+    assert kalloc.boot("kmem_map", physmem="8G", arch="amd64").backend.sizes.vm_kmem_size == 200 * MiB
+
+
+def test_boot_refuses_what_4_8_cannot_size():
+    with pytest.raises(ValueError, match="vm_kmem_size is 0 with 4294967296 bytes of RAM: .* wraps to 0"):
+        boot(physmem="4G")
+    assert boot(physmem="4095M").backend.sizes.vm_kmem_size == 200 * MiB
+    # npg's u_long sum wraps: a 20 MB kmem_map cannot hold the 20 MB mb_map
+    s = kmem_map_size(2048 * MiB, vm_kmem_size=(1 << 32) - 1)
+    assert s.npg == 4991 and s.mb_map_size == 4992 * 4096
+    with pytest.raises(ValueError, match='mb_map of 20447232 bytes does not fit in kmem_map of 20443136 bytes.*'
+                                         '"kmem_suballoc"'):
+        boot(physmem="2048M", vm_kmem_size=(1 << 32) - 1)
 
 
 @pytest.mark.parametrize("physmem,vks", [("16M", 12 * MiB), ("64M", 22369621), ("512M", 178956970),

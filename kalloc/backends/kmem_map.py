@@ -140,24 +140,40 @@ class KmemSizes:
         return self.npg * KMEMUSAGE_SIZE
 
 
-def kmem_map_size(physmem_bytes: int, vm_kmem_size: int = 0, maxusers: int = 0) -> KmemSizes:
+def kmem_map_size(physmem_bytes: int, vm_kmem_size: int = 0, maxusers: int = 0, word_bits: int = 32) -> KmemSizes:
     """kmeminit's sizing rule: RAM/3 clamped to [12 MiB, 200 MiB], the loader tunable
     ``kern.vm.kmem.size`` (``vm_kmem_size``, 0 = none) overriding, at most twice RAM; plus
-    the mbuf part (nmbclusters = 512 + 16 maxusers, nmbufs = 4 nmbclusters)."""
-    vks = max(VM_KMEM_SIZE, physmem_bytes // VM_KMEM_SIZE_SCALE)
+    the mbuf part (nmbclusters = 512 + 16 maxusers, nmbufs = 4 nmbclusters).
+
+    In the kernel's integer width, ``word_bits``: on i386 ``cnt.v_page_count * PAGE_SIZE`` (a
+    u_int) and npg's sum (a u_long) are 32 bits, so exactly 4 GiB of RAM gives mem_size 0,
+    hence vm_kmem_size 0, and a tunable near 4 GiB wraps npg to a small kmem_map.  On amd64,
+    where 4.8 never ran, kalloc computes in 64 bits.  maxusers is sized from the page count
+    itself, as init_param2 does."""
+    mask = (1 << word_bits) - 1
+    mem_size = physmem_bytes & mask
+    vks = max(VM_KMEM_SIZE, mem_size // VM_KMEM_SIZE_SCALE)
     if vks >= VM_KMEM_SIZE_MAX:
         vks = VM_KMEM_SIZE_MAX
     if vm_kmem_size:
         vks = vm_kmem_size
-    if vks // 2 > physmem_bytes:
-        vks = 2 * physmem_bytes
+    if vks // 2 > mem_size:
+        vks = 2 * mem_size
     users = maxusers or auto_maxusers(physmem_bytes // PAGE_SIZE)
     nmbclusters = 512 + users * 16
     nmbufs = nmbclusters * 4
     mbytes = nmbufs * MSIZE + nmbclusters * MCLBYTES
     step = max(MCLBYTES, PAGE_SIZE)
-    return KmemSizes(physmem_bytes, vks, users, nmbclusters, nmbufs, -(-mbytes // step) * step,
-                     (mbytes + vks) // PAGE_SIZE)
+    return KmemSizes(mem_size, vks, users, nmbclusters, nmbufs, -(-mbytes // step) * step,
+                     ((mbytes + vks) & mask) // PAGE_SIZE)
+
+
+def _suballoc(parent, name: str, size: int, why: str):
+    """kmem_suballoc at boot, which panics when the submap does not fit: a clear error."""
+    try:
+        return parent.submap(name, size, PAGE_SIZE)
+    except MemoryError:
+        raise ValueError(f"{name} of {size} bytes {why}; 4.8 panics \"kmem_suballoc\" at boot") from None
 
 
 def type_limit(vm_kmem_size: int) -> int:
@@ -226,17 +242,23 @@ class KmemMapBackend(Backend):
         super().__init__(kernel, options)
         m, vm = self.machine, self.vm
         self.ncpus = m.ncpus
-        self.sizes = s = kmem_map_size(m.npages * PAGE_SIZE, options["vm_kmem_size"], options["maxusers"])
+        physmem = m.npages * PAGE_SIZE
+        self.sizes = s = kmem_map_size(physmem, options["vm_kmem_size"], options["maxusers"], 8 * m.arch.ptr_size)
+        if not s.vm_kmem_size:
+            raise ValueError(f"kmem_map: vm_kmem_size is 0 with {physmem} bytes of RAM: 4.8's kmeminit computes "
+                             f"cnt.v_page_count * PAGE_SIZE in 32 bits, which wraps to {s.mem_size}, and caps "
+                             f"vm_kmem_size at twice that, so every malloc type's limit would be 0 and the first "
+                             f"malloc would sleep forever; boot kmem_map with less than 4G of physmem")
         # kmeminit: the kmemusage array from kernel_map, then the submap
         self.kmemusage_va = kmem_alloc(vm, s.kmemusage_bytes, "kmeminit")
-        try:
-            self.kmem_map = vm.kernel_map.submap("kmem_map", s.kmem_map_size, PAGE_SIZE)
-        except MemoryError:
-            raise ValueError(f"kmem_map of {s.kmem_map_size} bytes (vm_kmem_size {s.vm_kmem_size}) does not "
-                             f"fit in the {m.arch.name} kernel map; 4.8 panics \"kmem_suballoc\" at boot") from None
+        self.kmem_map = _suballoc(vm.kernel_map, "kmem_map", s.kmem_map_size,
+                                  f"(vm_kmem_size {s.vm_kmem_size}) does not fit in the {m.arch.name} kernel map")
         self.kmembase, self.kmemlimit = self.kmem_map.min_offset, self.kmem_map.max_offset
         # cpu_startup: mb_map, first fit in kmem_map
-        self.mb_map = self.kmem_map.submap("mb_map", s.mb_map_size, PAGE_SIZE)
+        self.mb_map = _suballoc(self.kmem_map, "mb_map", s.mb_map_size,
+                                f"does not fit in kmem_map of {s.kmem_map_size} bytes (npg = (mbuf part + "
+                                f"vm_kmem_size {s.vm_kmem_size}) / PAGE_SIZE, in {8 * m.arch.ptr_size}-bit "
+                                f"arithmetic)")
         self.buckets = [Bucket(i) for i in range(NBUCKETS)]
         # kmemusage, one entry per page: ku_indx as the bucket it names (bucket[0] when
         # unused), and the union ku_freecnt / ku_pagecnt
