@@ -2,12 +2,13 @@
 
 Runs the README's default comparison, the scaling grids of the CPU-local and the cross-CPU
 workloads on slab (2003), slab with the 2010 passive remote free, and kmem_map, and the
-three shared traces; writes the tables, the plots and every figure the text quotes.  The
-numbers in results.md come from here, so the page always shows what the code does.
+three real traces in tests/traces/; writes the tables, the plots and every figure the text
+quotes.  The numbers in results.md come from here, so the page always shows what the code does.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,6 @@ from kalloc.plot import plot_compare, plot_scale
 from kalloc.replay.run import replay_trace
 
 DOCS = Path(__file__).resolve().parent
-TRACES = DOCS.parents[1] / "shared" / "traces"
 WORKLOADS = ["tty", "net", "fs", "scsi", "larson", "prodcons"]
 CPUS = [1, 2, 4, 8]
 SEEDS = [0, 1, 2]
@@ -42,14 +42,15 @@ def pick(rows, backend, workload, n, key="speedup"):
 
 
 def main(jobs: int = 2) -> None:
+    os.chdir(DOCS.parent)             # the traces' paths, as the records name them, from the checkout
     default = run_grid(specs_for(["slab", "kmem_map"], WORKLOADS, [1, 2, 4], [0]), jobs)
     rows = scaling(WORKLOADS, jobs)
     by_wl = {w: [r for r in rows if r["workload"] == w] for w in WORKLOADS}
     plot_compare(summarize(default), str(DOCS / "results-compare.png"))
     plot_scale(by_wl["tty"], str(DOCS / "results-scale-tty.png"))
     plot_scale(by_wl["prodcons"], str(DOCS / "results-scale-prodcons.png"))
-    traces = [replay_trace(TRACES / f"{n}.perf.txt.xz", b) for n in ("build", "exec", "fs")
-              for b in ("slab", "kmem_map")] if TRACES.is_dir() else []
+    traces = [replay_trace(f"tests/traces/{n}.perf.txt.xz", b) for n in ("build", "exec", "fs")
+              for b in ("slab", "kmem_map")]
     thr = lambda b, w, n: pick(rows, b, w, n, "throughput_ops_per_mcycle")
     long_tty = scale_rows(summarize(run_grid(specs_for(["slab", "kmem_map"], ["tty"], [1, 8], [0],
                                                        params={"bursts": 4000}), jobs)))
@@ -68,14 +69,14 @@ def main(jobs: int = 2) -> None:
     text = TEMPLATE.format(
         compare=compare_table(default),
         scale="\n".join(f"### {w}\n\n```\n{scale_table(by_wl[w])}```\n" for w in WORKLOADS),
-        traces=compare_table(traces) if traces else "(the shared traces were not found)\n",
+        traces=compare_table(traces),
         **{k: f"{v:.2f}" for k, v in f.items()})
     (DOCS / "results.md").write_text(text)
 
 
 TEMPLATE = """# Results: slab vs kmem_map, today
 
-Produced by `python docs/make_results.py` (about two minutes on 2 cores) from the code as it is;
+Produced by `python docs/make_results.py` (about a minute on 2 cores) from the code as it is;
 every figure below is filled in by that script. Simulated machine: i386, 64 MiB, the 2003 cost
 model ([cost-model.md](cost-model.md)); three seeds per cell in the scaling tables.
 
@@ -132,6 +133,10 @@ new slab zone gets is zeroed at allocation (kmem_map zeroes only M_ZERO requests
 the slab more zeroing than a real, partly idle 2003 machine would.
 
 ## Real traces (Linux kmem tracepoints, 2 CPUs)
+
+The three traces in `tests/traces/` ([replay.md](replay.md)), replayed on the same 64 MiB
+machine; `kalloc replay tests/traces/build.perf.txt.xz --backends slab,kmem_map` gives the
+first block.
 
 ```
 {traces}```

@@ -15,7 +15,7 @@ from kalloc.replay.parse import M_NOWAIT, M_WAITOK, M_ZERO, TraceParser
 from kalloc.replay.rules import (COUNTERS, FREE, MALLOC, TraceStats, count_trace,
                                  replay_ops)
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+TRACES = Path(__file__).resolve().parent / "traces"
 
 
 def alloc(ts, cpu, ptr, size, gfp="GFP_KERNEL", cache=None):
@@ -175,8 +175,6 @@ def independent_count(path):
 @pytest.mark.parametrize("name", ["build", "exec", "fs"])
 def test_shared_trace_matches_an_independent_count(name):
     path = TRACES / f"{name}.perf.txt.xz"
-    if not path.exists():
-        pytest.skip(f"shared trace {path} is not available")
     stats = count_trace(path)
     expected = independent_count(path)
     assert stats.unparsed == stats.skipped == 0

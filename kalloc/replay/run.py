@@ -68,7 +68,7 @@ except ValueError:      # no fork on this platform: parse in the same process
 PIPELINE_OK = _FORK is not None and (os.cpu_count() or 1) >= 2
 
 
-def replay_trace(path, backend: str = "slab", ncpus: int | None = None, physmem="512M", arch="i386",
+def replay_trace(path, backend: str = "slab", ncpus: int | None = None, physmem="64M", arch="i386",
                  options: dict | None = None, costs: dict | None = None, seed: int = 0,
                  progress=None, pipeline: bool | None = None) -> dict:
     """Replay the trace at ``path`` ("-" for stdin) on one backend; returns the run record.
@@ -79,7 +79,7 @@ def replay_trace(path, backend: str = "slab", ncpus: int | None = None, physmem=
     return replay_backends(path, [(backend, options)], ncpus, physmem, arch, costs, seed, progress, pipeline)[0]
 
 
-def replay_backends(path, runs, ncpus: int | None = None, physmem="512M", arch="i386",
+def replay_backends(path, runs, ncpus: int | None = None, physmem="64M", arch="i386",
                     costs: dict | None = None, seed: int = 0, progress=None,
                     pipeline: bool | None = None) -> list:
     """Replay the trace at ``path`` on several backends in one pass over it: ``runs`` lists
