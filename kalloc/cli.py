@@ -31,13 +31,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _machine_args(p: argparse.ArgumentParser, many: bool) -> None:
+def _machine_args(p: argparse.ArgumentParser, many: bool, records: bool = True,
+                  cpu_lists: bool | None = None) -> None:
+    """The machine options; ``records``: the command makes run records (--plot, --timing);
+    ``cpu_lists``: --ncpus takes a list (default: as --backends does)."""
     g = p.add_argument_group("machine and backend")
     g.add_argument("--config", metavar="FILE", help="TOML file with any of these options")
     g.add_argument("--backend", help="backend name (see `kalloc backends`)")
     if many:
         g.add_argument("--backends", help="comma-separated backends, first is the reference")
-    g.add_argument("--ncpus", help="simulated CPUs" + (" (comma-separated list)" if many else ""))
+    lists = many if cpu_lists is None else cpu_lists
+    g.add_argument("--ncpus", help="simulated CPUs" + (" (comma-separated list)" if lists else ""))
     g.add_argument("--physmem", help="physical memory, bytes or 16M/4G (default 64M)")
     g.add_argument("--seed", help="random seed (default 0)")
     g.add_argument("--arch", help="i386 (default) or amd64")
@@ -45,6 +49,8 @@ def _machine_args(p: argparse.ArgumentParser, many: bool) -> None:
                    help="backend option, e.g. zone_cache=32 or slab.remote_free=passive")
     g.add_argument("--format", help="table (default), json or csv")
     g.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
+    if not records:
+        return
     g.add_argument("--plot", metavar="PNG", help="also draw a plot (needs matplotlib: kalloc[plot])")
     g.add_argument("--timing", action="store_true",
                    help="fill wall_seconds in JSON/CSV (left null by default, so that the same "
@@ -76,7 +82,7 @@ def make_parser() -> argparse.ArgumentParser:
         s.add_argument("--config", metavar="FILE")
         s.add_argument("--format", help="table (default), json or csv")
     s = sub.add_parser("info", help="boot a backend and print its machine and size classes")
-    _machine_args(s, many=False)
+    _machine_args(s, many=False, records=False)
     s = sub.add_parser("run", help="one workload on one backend, full report")
     _machine_args(s, many=False)
     _workload_args(s, many=False)
@@ -89,7 +95,7 @@ def make_parser() -> argparse.ArgumentParser:
     _workload_args(s, many=True)
     s = sub.add_parser("replay", help="replay a Linux kmem trace (perf script or ftrace text) on backends")
     s.add_argument("trace", metavar="TRACE", help="trace file (.gz/.xz/.zst or plain), or - for stdin")
-    _machine_args(s, many=True)
+    _machine_args(s, many=True, cpu_lists=False)
     s.add_argument("--cost", action="append", metavar="NAME=CYCLES", dest="costs",
                    help="override a price of the cost model (docs/cost-model.md)")
     s.add_argument("--no-pipeline", action="store_true",

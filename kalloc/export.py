@@ -143,9 +143,9 @@ def run_report(rec: dict) -> str:
                            ("backend counters", rec["counters"]),
                            ("workload counters", rec.get("workload_counts") or {}),
                            ("dma", rec.get("dma") or {}), ("trace", rec.get("trace") or {})):
-        if section:
-            parts.append(f"{title}\n" + tabulate([(k, v) for k, v in section.items() if not isinstance(v, (list, dict))],
-                                                 disable_numparse=True) + "\n")
+        rows = flatten(section)                  # dma's facilities are nested: isa.starts, ...
+        if rows:
+            parts.append(f"{title}\n" + tabulate(rows.items(), disable_numparse=True) + "\n")
     parts.append("malloc types\n" + to_table(rec["types"]))
     if rec["classes"]:
         parts.append("size classes in use\n" + to_table(rec["classes"]))

@@ -80,6 +80,19 @@ def test_info_prints_classes():
     assert "8192" in out and "16" in out
 
 
+def test_run_report_shows_the_dma_counters():
+    """dma{} nests a dict per facility; the text report flattens them as CSV does."""
+    out = run("run", "--workload", "isa", "--physmem", "256M", "--ncpus", "2").stdout
+    section = out[out.index("\ndma\n"):out.index("malloc types")]
+    assert "isa.bounced_bytes" in section and "contig.calls" in section
+
+
+def test_replay_help_gives_one_cpu_count():
+    helps = {cmd: next(line for line in run(cmd, "--help").stdout.splitlines() if line.startswith("  --ncpus"))
+             for cmd in ("replay", "compare")}
+    assert "comma-separated" not in helps["replay"] and "comma-separated" in helps["compare"]
+
+
 @pytest.mark.parametrize("args,msg", [
     (("compare", "--backends", "nope"), "unknown backend 'nope'"),
     (("compare", "--workloads", "nope"), "unknown workload 'nope'"),
@@ -107,6 +120,9 @@ def test_info_prints_classes():
     (("compare", "--output", ""), "output must be a file name"),
     (("scenario", "isa-dma", "--seed", "-1"), "seed must be at least 0"),
     (("frobnicate",), "invalid choice"),
+    (("info", "--plot", "x.png"), "unrecognized arguments: --plot"),       # info makes no record
+    (("info", "--timing"), "unrecognized arguments: --timing"),
+    (("compare", "--physmem", "4G"), "vm_kmem_size is 0"),                 # 4.8's kmeminit at 4 GiB
 ])
 def test_bad_input_is_one_line_and_exit_2(args, msg):
     p = run(*args, check=False)
