@@ -69,8 +69,8 @@ class Option:
         if self.default is not None and not (isinstance(value, want) and not (want is int and isinstance(value, bool))):
             raise ValueError(f"option {name!r} of backend {backend!r} takes {expected(want)}, got {value!r}")
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"option {name!r} of backend {backend!r} must be one of "
-                             f"{', '.join(map(str, self.choices))}; got {value!r}")
+            named = ", ".join(str(c) if c != "" else "'' (the backend's default)" for c in self.choices)
+            raise ValueError(f"option {name!r} of backend {backend!r} must be one of {named}; got {value!r}")
         if want in (int, float) and value < 0:
             raise ValueError(f"option {name!r} of backend {backend!r} must not be negative, got {value}")
         if self.maximum is not None and value > self.maximum:
