@@ -111,7 +111,7 @@ a few CPUs for the second.
 **Cross-CPU loads make the 2003 slab pay one IPI per free.** On `prodcons` with 2 CPUs (every
 object freed on the other CPU) the 2003 slab reaches x{pc2_ratio} of kmem_map's throughput: each
 remote free costs the sender an IPI send (1,500 cycles) and the owner an interrupt (1,000) plus
-the free itself, against some 300-700 cycles of locked bucket work, as research/costs.md predicted
+the free itself, against some 300-700 cycles of locked bucket work, as [research/costs.md](research/costs.md) predicted
 from the 2003 IPI costs. The 2010 passive remote free (`remote_free=passive`) wins it back:
 x{pc2_passive} of kmem_map at 2 CPUs and x{pc8_passive} at 8. On `net` at 4 CPUs (interrupt on
 CPU 0, protocol threads elsewhere) the ratios are x{net4_ratio} (2003) and x{net4_passive} (passive):

@@ -119,7 +119,7 @@ def test_bad_frees(kalloc_backend):
 def test_state_machine(kalloc_backend, ncpus, request):
     examples = request.config.getoption("kalloc_examples", 100)
     # 128 MiB: at 64 MiB the 2003 slab's 32K zones hold one 16384-byte chunk and the original
-    # corrupts itself on 15361-16383-byte requests (research/slab.md 2.4; zone_limit="runtime")
+    # corrupts itself on 15361-16383-byte requests (docs/research/slab.md 2.4; zone_limit="runtime")
     run_state_machine_as_test(machine_for(kalloc_backend, ncpus=ncpus, physmem="128M"),
                               settings=settings(max_examples=examples, stateful_step_count=50,
                                                 deadline=None))

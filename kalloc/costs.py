@@ -7,7 +7,7 @@ counters before and after each operation and turns the difference into cycles wi
 ``CostModel.unit_prices``; waiting for a lock another CPU holds and IPI delivery latency are
 *time*, handled by the harness in virtual time, not here.
 
-Defaults are the 2003 column of research/costs.md (2 CPUs at 2.0 GHz, P4 Xeon class);
+Defaults are the 2003 column of docs/research/costs.md (2 CPUs at 2.0 GHz, P4 Xeon class);
 ``PRESETS["modern"]`` is its modern column.  docs/cost-model.md gives the source of each
 figure.  Every field can be overridden from the TOML section ``[costs]`` or with
 ``--cost name=value``; never tune a cost to get an expected answer.

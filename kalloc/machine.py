@@ -10,7 +10,7 @@ pfn -> bytearray, and reading a frame that was never written gives zeros.  So
 ``boot(physmem="4G", ncpus=64)`` costs one ``bytearray(npages)`` of page states (1 MiB)
 and nothing else until memory is used.
 
-The free-page queues (FreeBSD 4 vm_page.c, see research/kmem_map.md section 2.3)
+The free-page queues (FreeBSD 4 vm_page.c, see docs/research/kmem_map.md section 2.3)
 ------------------------------------------------------------------------------
 vm_page_startup() hands every page to the free queues in ascending physical order,
 each at the **head** of its colour queue (colour = pfn & 31, PQ_L2_SIZE = 32).  So a
@@ -49,7 +49,7 @@ from attrs import define, field, frozen
 
 PQ_L2_SIZE = 32  # page colours (128 KiB cache colouring in FreeBSD 4)
 
-# vm_page_alloc page classes: 2003 *states*, not bits (research/slab.md section 5.1).
+# vm_page_alloc page classes: 2003 *states*, not bits (docs/research/slab.md section 5.1).
 VM_ALLOC_NORMAL = 0
 VM_ALLOC_INTERRUPT = 1
 VM_ALLOC_SYSTEM = 2

@@ -1,7 +1,7 @@
 """vm_zone: FreeBSD 4.8's type-stable zone allocator (zinit / zalloc / zfree), on any backend.
 
 Deterministic: items come out in the order 4.8's vm_zone.c 1.30.2.6 gives them.  Source:
-research/kmem_map.md section 5 (and 2.5 for kmem_alloc).  A zone hands out items of one
+docs/research/kmem_map.md section 5 (and 2.5 for kmem_alloc).  A zone hands out items of one
 size and never gives memory back; between two uses only an item's first two words change
 (word 0 the free link, word 1 the INVARIANTS marker ZENTRY_FREE 0x12342378)::
 

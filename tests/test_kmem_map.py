@@ -1,4 +1,4 @@
-"""The kmem_map backend against the numbers of research/kmem_map.md sections 1 and 2."""
+"""The kmem_map backend against the numbers of docs/research/kmem_map.md sections 1 and 2."""
 
 import pytest
 from hypothesis import given

@@ -71,7 +71,7 @@ def test_class_thresholds():
 
 
 def test_pageout_thresholds_example():
-    # research/kmem_map.md 2.3: about 16000 pages gives v_free_reserved ~ 16 + 34 + 20 + 32 = 102
+    # docs/research/kmem_map.md 2.3: about 16000 pages gives v_free_reserved ~ 16 + 34 + 20 + 32 = 102
     assert _pageout_thresholds(16000)[1] == 16 + 34 + 16000 // 768 + 32
 
 

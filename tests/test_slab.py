@@ -1,4 +1,4 @@
-"""The slab backend (kern_slaballoc.c 1.1/1.2) against research/slab.md: the rules as pure
+"""The slab backend (kern_slaballoc.c 1.1/1.2) against docs/research/slab.md: the rules as pure
 functions at every boundary, the zone machinery (ZoneAry, z_PageAry/z_FirstFreePg, FreeZones),
 kmem_slab_alloc's classes and failures, cross-CPU and passive frees, M_ZERO, realloc, the
 dated knobs, the reports, and the lead's conformance machine under each knob.

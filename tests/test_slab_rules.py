@@ -1,4 +1,4 @@
-"""The slab backend against the digest's hand-checked numbers (research/slab.md) and its
+"""The slab backend against the digest's hand-checked numbers (docs/research/slab.md) and its
 behaviours: alignment, IPIs, FreeZones, limits, the M_ZERO bug, realloc, knobs."""
 
 import pytest

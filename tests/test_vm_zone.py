@@ -1,4 +1,4 @@
-"""vm_zone (FreeBSD 4.8 vm_zone.c 1.30.2.6) against research/kmem_map.md section 5."""
+"""vm_zone (FreeBSD 4.8 vm_zone.c 1.30.2.6) against docs/research/kmem_map.md section 5."""
 
 import pytest
 

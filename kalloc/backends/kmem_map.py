@@ -1,7 +1,7 @@
 """``kmem_map``: FreeBSD 4.8's kernel malloc(9), the power-of-two bucket allocator.
 
 Deterministic: the same calls give the same addresses, byte for byte.  Source:
-research/kmem_map.md sections 1 (kern_malloc.c 1.64.2.5) and 2 (vm_kern.c 1.61.2.2);
+docs/research/kmem_map.md sections 1 (kern_malloc.c 1.64.2.5) and 2 (vm_kern.c 1.61.2.2);
 the ``vmstat -m`` layout is 4.8's usr.bin/vmstat/vmstat.c.  Everything is one global
 critical section (splmem() = splhigh(), the giant lock on SMP): one ``lock_acquires`` per
 malloc, free and realloc, which the harness turns into contention between CPUs.

@@ -1,7 +1,7 @@
 """``slab``: DragonFly BSD's per-CPU slab allocator, kern_slaballoc.c 1.2 (2003-08-27).
 
 Deterministic: the same calls give the same addresses, byte for byte.  Source:
-research/slab.md (the digest of kern_slaballoc.c 1.1/1.2 and slaballoc.h 1.1/1.2, section
+docs/research/slab.md (the digest of kern_slaballoc.c 1.1/1.2 and slaballoc.h 1.1/1.2, section
 numbers below are its sections).  Later DragonFly improvements are options, each off by
 default and dated (docs/slab.md).
 

@@ -9,7 +9,7 @@ in *virtual* address space only (kalloc.vm).  This package is the 4.8 answer:
 
     kalloc.dma.contig   contigmalloc/contigfree: a physically contiguous run of free
                         pages in [low, high), found by scanning the page array
-                        (research/kmem_map.md section 3)
+                        (docs/research/kmem_map.md section 3)
     kalloc.dma.isa      the 8237 pair: isa_dmainit makes one bounce buffer per channel
                         below 16 MiB, isa_dmastart bounces a transfer that needs it
                         (section 4.1-4.4)

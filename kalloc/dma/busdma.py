@@ -2,7 +2,7 @@
 
 Deterministic: pools, waiting lists and callbacks are FIFOs; no clock.
 
-research/kmem_map.md section 4.5 is the source.  A driver describes what its device can
+docs/research/kmem_map.md section 4.5 is the source.  A driver describes what its device can
 reach with a *tag* (lowaddr/highaddr: the window of physical addresses it can NOT
 reach, exclusive/inclusive; alignment, boundary, maxsize, nsegments, maxsegsz), then
 *loads* a kernel buffer into a *map* and gets a scatter/gather list of physical

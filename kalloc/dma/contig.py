@@ -2,7 +2,7 @@
 
 Deterministic: a first-fit scan of the page array from physical address 0.
 
-research/kmem_map.md section 3 is the source; this is contigmalloc1 step by step.
+docs/research/kmem_map.md section 3 is the source; this is contigmalloc1 step by step.
 Everything else in the kernel gets pages one at a time from the free queues (highest
 first, kalloc.machine), so a VA range is physically scattered.  A driver whose device
 cannot scatter (an ISA DMA buffer, a NIC descriptor ring) needs a *run* of consecutive

@@ -2,7 +2,7 @@
 
 Deterministic: bytes move only when a caller (driver or simulated device) moves them.
 
-research/kmem_map.md sections 4.1-4.4 are the source.  An ISA device masters the bus
+docs/research/kmem_map.md sections 4.1-4.4 are the source.  An ISA device masters the bus
 through one of the 8237 channels and puts out 24 address bits: 16 from the channel's
 address register, 8 from its page register.  The address register counts, the page
 register does not, so a transfer must stay inside one 64 KiB window (channels 0-3,

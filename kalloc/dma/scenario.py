@@ -4,7 +4,7 @@ Deterministic: one seed, one op stream, three kernels; the same table every run.
 
 The seed commit (DragonFly, 2003-08-28) lists it first among "PROBLEMS AS OF THIS
 COMMIT": bounce-buffer allocation for ISA DMA fails "due to the large backing block size
-used by the slab allocator" (research/slab.md section 7 (1)).  The mechanism, in three
+used by the slab allocator" (docs/research/slab.md section 7 (1)).  The mechanism, in three
 facts this simulator has from the sources:
 
 1. Every new slab zone is ZoneSize bytes (128 KiB above 128 MiB of RAM), per CPU and per
