@@ -135,7 +135,7 @@ def test_trace_pipe_without_header_or_flags():
     assert parser.skipped == parser.unparsed == 0
 
 
-@pytest.mark.parametrize("ptr", ["(nil)", "0000000000000000", "0x0", "0"])
+@pytest.mark.parametrize("ptr", ["(nil)", "(null)", "0000000000000000", "0x0", "0"])
 def test_every_spelling_of_null(ptr):
     for line in (f"bash-1 [000] 1.5: kfree: call_site=f+0x1/0x2 ptr={ptr}\n",
                  f"bash-1 [000] 1.5: kfree: call_site=f+0x1/0x2 ptr={ptr}",

@@ -26,7 +26,8 @@ then, depending on the kernel, ``node=`` and ``accounted=``; ``kmem_cache_free``
 ``name=`` on recent kernels.  ``call_site`` is ``func+0x10c`` (perf), ``func+0x12/0x40``
 (ftrace; ``func+0x12/0x40 [ext4]`` for a module, which contains a space) or a raw address
 ``ffffffff8123abcd`` / ``0xffffffff8123abcd`` on old kernels.  ``ptr`` is ``0x...`` (perf),
-bare hex (ftrace hashes pointers since 4.15) or ``(nil)``; every spelling of zero is NULL.
+bare hex (ftrace hashes pointers since 4.15), ``(nil)`` (perf) or ``(null)`` (ftrace before
+4.15); every spelling of zero is NULL.
 
 How a line is found and read
 ----------------------------
@@ -154,7 +155,9 @@ _EVENTS = {**_KINDS, **{"kmem:" + name: spec for name, spec in _KINDS.items()}}
 # The slow path: a kmem event name standing alone, anywhere on the line.
 _EVENT_RE = re.compile(r"(?<!\S)(?:kmem:)?(%s):(?:\s|$)" % "|".join(_KINDS))
 _FUNCTION_RE = re.compile(r"[^+/\s]+")
-_NIL = ("(nil)", "(nil)\n")      # as printed; 0x0, 0000000000000000 and 0 are zero anyway
+# NULL as printed: "(nil)" by perf (libtraceevent), "(null)" by ftrace before 4.15's pointer
+# hashing; 0x0, 0000000000000000 and 0 are zero anyway.
+_NIL = frozenset(("(nil)", "(nil)\n", "(null)", "(null)\n"))
 _TS = itemgetter(0)
 _INF = float("inf")
 _NOTHING = (-_INF,)             # a placeholder in the reorder window (see events)
