@@ -126,6 +126,29 @@ def test_ftrace_with_header_and_flags_column():
     assert (parser.lines, parser.parsed, parser.skipped, parser.unparsed) == (15, 3, 12, 0)
 
 
+# `trace-cmd report` (libtraceevent's kmem plugin): the event name padded, the call site
+# resolved in parentheses before the raw call_site= field; the same line twice, so that the
+# second is read by events()'s fast path, and an old kernel's ftrace NULL.
+TRACE_CMD = """\
+ trace-cmd-1234  [001]  1234.567891: kmalloc:              (tracing_open_pipe+0x4f) call_site=ffffffff810d2b9f ptr=0xffff88003d6b0000 bytes_req=4000 bytes_alloc=4096 gfp_flags=GFP_KERNEL|GFP_ZERO
+ trace-cmd-1234  [001]  1234.567892: kfree:                (free_pipe_info+0x2a) call_site=ffffffff810d2c00 ptr=0xffff88003d6b0000
+ trace-cmd-1234  [001]  1234.567893: kmalloc:              (tracing_open_pipe+0x4f) call_site=ffffffff810d2b9f ptr=0xffff88003d6b1000 bytes_req=4000 bytes_alloc=4096 gfp_flags=GFP_KERNEL|GFP_ZERO
+ trace-cmd-1234  [000]  1234.567894: kmem_cache_free:      (putname+0x50) call_site=ffffffff811a0050 ptr=(null)
+"""
+
+
+def test_trace_cmd_report_takes_the_resolved_call_site():
+    parser, events = parse_text(TRACE_CMD)
+    assert [e[2:4] + e[6:] for e in events] == [
+        (ALLOC, 0xffff88003d6b0000, M_WAITOK | M_ZERO, "tracing_open_pipe", "tracing_open_pipe+0x4f"),
+        (FREE, 0xffff88003d6b0000, 0, "free_pipe_info", "free_pipe_info+0x2a"),
+        (ALLOC, 0xffff88003d6b1000, M_WAITOK | M_ZERO, "tracing_open_pipe", "tracing_open_pipe+0x4f"),
+        (FREE, 0, 0, "putname", "putname+0x50"),
+    ]
+    assert parser.skipped == parser.unparsed == 0
+    assert [TraceParser().parse_line(line) for line in TRACE_CMD.splitlines()] == events
+
+
 def test_trace_pipe_without_header_or_flags():
     parser, events = parse_text(TRACE_PIPE)
     assert [e[:4] + e[6:8] for e in events] == [
@@ -162,6 +185,13 @@ def test_every_spelling_of_null(ptr):
     ("GFP_TRANSHUGE_LIGHT", M_NOWAIT),
     ("__GFP_IO|__GFP_FS", M_NOWAIT),
     ("none", M_NOWAIT),
+    # before 4.5 (include/trace/events/gfpflags.h): single flags printed without "__"
+    ("GFP_KERNEL|GFP_ZERO", M_WAITOK | M_ZERO),
+    ("GFP_ATOMIC|GFP_NOWARN|GFP_ZERO", M_NOWAIT | M_ZERO),
+    ("GFP_TEMPORARY", M_WAITOK),
+    ("GFP_WAIT|GFP_IO", M_WAITOK),
+    ("GFP_NOFAIL", M_WAITOK),
+    ("GFP_IOFS", M_NOWAIT),
     # numeric masks, with the bits of Linux 5.x/6.x
     ("0xcc0", M_WAITOK),                 # GFP_KERNEL
     ("0xdc0", M_WAITOK | M_ZERO),        # GFP_KERNEL|__GFP_ZERO

@@ -1,4 +1,4 @@
-"""Parse Linux slab tracepoint text (``perf script`` or ftrace) into allocation events.
+"""Parse Linux slab tracepoint text (``perf script``, ftrace or ``trace-cmd report``) into events.
 
 What the kernel records
 -----------------------
@@ -90,7 +90,9 @@ The rule of ``kalloc_compat.linux``: a request that may sleep in direct reclaim
 ``GFP_HIGHUSER*``, ``GFP_TRANSHUGE``, ``__GFP_RECLAIM``, ``__GFP_DIRECT_RECLAIM``, the pre-4.4
 ``__GFP_WAIT``) or must not fail (``__GFP_NOFAIL``) is ``M_WAITOK``; anything else
 (``GFP_ATOMIC``, ``GFP_NOWAIT``, ``GFP_TRANSHUGE_LIGHT``, ``none``) is ``M_NOWAIT``;
-``__GFP_ZERO`` adds ``M_ZERO``.  A numeric mask (``gfp_flags=0xcc0``, printed by tools that
+``__GFP_ZERO`` adds ``M_ZERO``.  Kernels before 4.5 print the single flags without the
+underscores (``GFP_KERNEL|GFP_ZERO``, ``GFP_WAIT``, ``GFP_NOFAIL``) and have ``GFP_TEMPORARY``;
+they read alike.  A numeric mask (``gfp_flags=0xcc0``, printed by tools that
 cannot decode the flags) is read with the bit values Linux has used since "mm: shuffle GFP_*
 flags" (2019, Linux 5.x; still those of 6.x ``gfp_types.h``): ``__GFP_ZERO`` 0x100,
 ``__GFP_DIRECT_RECLAIM`` 0x400 and ``__GFP_NOFAIL`` 0x8000, so a mask and its spelling in names
@@ -165,7 +167,9 @@ _NOTHING = (-_INF,)             # a placeholder in the reorder window (see event
 _WAITING = frozenset({
     "GFP_KERNEL", "GFP_KERNEL_ACCOUNT", "GFP_NOFS", "GFP_NOIO", "GFP_USER", "GFP_TRANSHUGE",
     "__GFP_RECLAIM", "__GFP_DIRECT_RECLAIM", "__GFP_NOFAIL", "__GFP_WAIT",
+    "GFP_TEMPORARY", "GFP_WAIT", "GFP_NOFAIL",        # before 4.5: single flags without "__"
 })
+_ZEROING = frozenset({"__GFP_ZERO", "GFP_ZERO"})
 _GFP_ZERO_BIT = 0x100
 _GFP_WAIT_BITS = 0x400 | 0x8000   # __GFP_DIRECT_RECLAIM | __GFP_NOFAIL
 
@@ -193,7 +197,7 @@ def gfp_to_malloc_flags(text: str) -> int:
             zero = zero or bool(bits & _GFP_ZERO_BIT)
         elif part in _WAITING or part.startswith("GFP_HIGHUSER"):
             waits = True
-        elif part == "__GFP_ZERO":
+        elif part in _ZEROING:
             zero = True
     return (M_WAITOK if waits else M_NOWAIT) | (M_ZERO if zero else 0)
 
@@ -501,10 +505,18 @@ class TraceParser:
         return self._remember(self._cpus, prefix, int(text))
 
     def _learn_site(self, site: str) -> tuple[str, str]:
-        """"call_site=func+0x24" -> ("func+0x24", "func")."""
-        if not site.startswith("call_site="):
+        """"call_site=func+0x24" -> ("func+0x24", "func").  trace-cmd report's kmem plugin
+        prints the call site resolved, then the raw field, after a padded event name:
+        "    (func+0x24) call_site=ffffffff8112c3d5"; the resolved one is taken."""
+        text = site.lstrip(" ")
+        if text.startswith("("):
+            resolved, sep, text = text[1:].partition(") ")
+            if not (sep and resolved and text.startswith("call_site=")):
+                raise ValueError("fields do not start with call_site=")
+            return self._remember(self._sites, site, (resolved, call_site_function(resolved)))
+        if not text.startswith("call_site="):
             raise ValueError("fields do not start with call_site=")
-        call_site = site[10:]
+        call_site = text[10:]
         return self._remember(self._sites, site, (call_site, call_site_function(call_site)))
 
     def _learn_gfp(self, tail: str) -> int:
