@@ -46,6 +46,8 @@ def machine_for(backend: str, ncpus: int = 2, physmem: str = "64M", **options):
             super().__init__()
             self.k = kalloc.boot(backend, ncpus=ncpus, physmem=physmem, **options)
             self.types = [self.k.malloc_type(n) for n in ("devbuf", "temp", "mbuf")]
+            # what the kernel itself holds from boot (kmem_map: 4.8's mclrefcnt, type mbuf)
+            self.at_boot = {t: self._held(t) for t in self.types}
             self.live: dict = {}   # serial -> [addr, size, type, data]
             self.serial = 0
             self.ps = self.k.machine.arch.page_size
@@ -108,24 +110,28 @@ def machine_for(backend: str, ncpus: int = 2, physmem: str = "64M", **options):
                 self.k.write(addr, new)
                 self.live[s][3] = new
 
+        def _held(self, t) -> tuple[int, int]:
+            """The type's inuse and memuse now."""
+            c = self.k.type_counters(t) if t._k is not None else {"inuse": 0, "memuse": 0}
+            return c["inuse"], c["memuse"]
+
         @invariant()
         def accounting_balances(self):
             held = getattr(self.k.backend, "charged_size", self.k.usable_size)
             for t in self.types:
                 mine = [held(a) for a, _, tt, _ in self.live.values() if tt is t]
                 mine = [n for n in mine if n]
-                c = self.k.type_counters(t) if t._k is not None else {"inuse": 0, "memuse": 0}
-                assert c["inuse"] == len(mine), f"{t.name}: inuse {c['inuse']} != {len(mine)} live"
-                assert c["memuse"] == sum(mine), f"{t.name}: memuse off"
+                inuse, memuse = self._held(t)
+                inuse0, memuse0 = self.at_boot[t]
+                assert inuse - inuse0 == len(mine), f"{t.name}: inuse {inuse} != {inuse0} at boot + {len(mine)} live"
+                assert memuse - memuse0 == sum(mine), f"{t.name}: memuse off"
 
         def teardown(self):
             for addr, size, t, data in self.live.values():
                 assert self.k.read(addr, len(data)) == data
                 self.k.free(addr, t, 0)
             for t in self.types:
-                if t._k is not None:
-                    c = self.k.type_counters(t)
-                    assert c["inuse"] == 0 and c["memuse"] == 0, f"{t.name} did not balance: {c}"
+                assert self._held(t) == self.at_boot[t], f"{t.name} did not balance: {self._held(t)}"
 
     AllocatorMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
     return AllocatorMachine

@@ -24,9 +24,8 @@ def boot(**kw):
 
 
 def first_page(k) -> int:
-    """Where kmem_map's malloc space starts: after mb_map, at the bottom of kmem_map."""
-    be = k.backend
-    return be.kmembase + be.sizes.mb_map_size
+    """Where kmem_map's free malloc space starts: above mclrefcnt's page(s) and mb_map."""
+    return k.backend.mb_map.max_offset
 
 
 # --- BUCKETINDX and the bucket table (section 1.4) -----------------------------------------------
@@ -76,7 +75,9 @@ def test_bucket_table():
     assert {s: r["objs_per_slab"] for s, r in rows.items()} == want
     assert {s: r["highwat"] for s, r in rows.items()} == {s: 5 * n for s, n in want.items()}
     assert {s: r["slab_bytes"] for s, r in rows.items()} == {s: max(4096, s) for s in want}
-    assert all(r["first_offset"] == 0 and r["slabs"] == r["inuse"] == r["free"] == 0 for r in rows.values())
+    assert all(r["first_offset"] == 0 for r in rows.values())
+    # at boot only cpu_startup's mclrefcnt (1536 bytes at 64 MiB) is live, in the 2048 bucket
+    assert {s: (r["slabs"], r["inuse"], r["free"]) for s, r in rows.items() if r["slabs"]} == {2048: (1, 1, 1)}
     assert elmpercl(14) == 1 and MAXALLOCSAVE == 8192
 
 
@@ -135,13 +136,19 @@ def test_boot_layout(physmem, vks):
     ku_bytes = -(-s.npg * 4 // 4096) * 4096
     # kmemusage first (kmem_alloc: wired, zeroed), then the kmem_map submap right after it
     assert be.kmemusage_va == kva_min and be.kmembase == kva_min + ku_bytes
-    assert k.machine.npages - k.machine.free_count == ku_bytes // 4096
-    assert vm.bytes_zeroed == ku_bytes
     assert be.kmemlimit - be.kmembase == s.kmem_map_size
-    # mb_map at the bottom of kmem_map; what is left is trunc_page(vm_kmem_size)
-    assert (be.mb_map.min_offset, be.mb_map.max_offset) == (be.kmembase, be.kmembase + s.mb_map_size)
-    assert be.kmem_map.free_bytes == vks // 4096 * 4096
-    assert k.stats()["kmem_map"]["map_free"] == vks // 4096 * 4096
+    # cpu_startup: mclrefcnt, one zeroed byte per cluster (type mbuf), is the first malloc: a
+    # bucket chunk or large block in the page(s) at kmembase; then mb_map, first fit above it
+    refcnt = s.mb_map_size // 2048
+    held = -(-k.usable_size(be.mclrefcnt) // 4096) * 4096
+    assert be.mclrefcnt & ~4095 == be.kmembase and k.usable_size(be.mclrefcnt) >= refcnt
+    assert k.stats()["types"]["mbuf"]["memuse"] == k.usable_size(be.mclrefcnt)
+    assert k.machine.npages - k.machine.free_count == (ku_bytes + held) // 4096
+    assert vm.bytes_zeroed == ku_bytes + refcnt
+    assert (be.mb_map.min_offset, be.mb_map.max_offset) == (be.kmembase + held, be.kmembase + held + s.mb_map_size)
+    # what is left is trunc_page(vm_kmem_size), less mclrefcnt's page(s)
+    assert be.kmem_map.free_bytes == vks // 4096 * 4096 - held
+    assert k.stats()["kmem_map"]["map_free"] == vks // 4096 * 4096 - held
     t = MallocType("devbuf")
     k.malloc(8, t)
     assert t.limit == vks // 2
@@ -193,14 +200,15 @@ def test_whole_refill_in_descending_order_then_next_page():
 def test_lifo_reuse_and_counters():
     k = boot()
     be, t = k.backend, MallocType("devbuf")
+    cold0, locks0 = be.cold_allocs, be.lock_acquires         # mclrefcnt's, at boot
     a, b = k.malloc(100, t), k.malloc(100, t)
-    assert be.cold_allocs == 2 and be.lock_acquires == 2      # carved from a fresh page
+    assert be.cold_allocs - cold0 == 2 and be.lock_acquires - locks0 == 2   # carved from a fresh page
     k.free(a, t)
     k.free(b, t)
-    assert be.lock_acquires == 4
+    assert be.lock_acquires - locks0 == 4
     assert k.malloc(120, t) == b and k.malloc(128, t) == a   # last freed, first reused
-    assert be.cold_allocs == 2                                # reused: not cold
-    assert k.malloc(65, t) == b - 128 and be.cold_allocs == 3  # then the untouched carve
+    assert be.cold_allocs - cold0 == 2                        # reused: not cold
+    assert k.malloc(65, t) == b - 128 and be.cold_allocs - cold0 == 3  # then the untouched carve
 
 
 def test_malloc_zero_takes_a_16_byte_chunk():
@@ -213,13 +221,13 @@ def test_malloc_zero_takes_a_16_byte_chunk():
 def test_bucket_memory_is_never_returned():
     k = boot()
     be, t = k.backend, MallocType("devbuf")
-    wired0 = k.footprint()
+    wired0, used0 = k.footprint(), be.kmem_map.size
     ptrs = [k.malloc(64, t) for _ in range(200)]
     grown = k.footprint()
     assert grown - wired0 == 4 * 4096                     # 200 chunks = 4 refills
     for p in ptrs:
         k.free(p, t)
-    assert k.footprint() == grown and be.kmem_map.size == be.sizes.mb_map_size + 4 * 4096
+    assert k.footprint() == grown and be.kmem_map.size == used0 + 4 * 4096
     row = k.stats()["classes"][2]
     assert (row["inuse"], row["free"], row["slabs"], row["calls"]) == (0, 256, 4, 200)
     assert (t.inuse, t.memuse, t.maxused) == (0, 0, 200 * 64)
@@ -402,12 +410,12 @@ def test_kmem_page_class():
 
 
 def test_kmem_map_too_small_panics_unless_the_caller_takes_null():
-    k = boot(physmem="16M", vm_kmem_size=MiB)          # 256 pages of malloc space
+    k = boot(physmem="16M", vm_kmem_size=MiB + 4096)   # 257 pages, 256 after mclrefcnt's
     be, t = k.backend, MallocType("big", limit=BIG)
     assert k.malloc(512 * 1024, t) is not None and k.malloc(512 * 1024, t) is not None
     assert be.kmem_map.free_bytes == 0
     assert k.malloc(65536, t, M_NOWAIT) is None and k.malloc(65536, t, M_NULLOK) is None
-    with pytest.raises(KernelPanic, match=r"^kmem_malloc\(61440\): kmem_map too small: 4194304 total allocated$"):
+    with pytest.raises(KernelPanic, match=r"^kmem_malloc\(61440\): kmem_map too small: 4198400 total allocated$"):
         k.malloc(60000, t)                               # the page-rounded size, map->size
     with pytest.raises(KernelPanic, match=r"^kmem_malloc\(4096\): kmem_map too small"):
         k.malloc(100, t, M_WAITOK | M_ZERO)             # a bucket refill asks for a page
@@ -420,28 +428,29 @@ def test_page_shortage_waitok_sleeps_nowait_gets_null():
     m, be, t = k.machine, k.backend, MallocType("big", limit=BIG)
     assert (m.v_free_reserved, m.v_interrupt_free_min) == (75, 2)
     with pytest.raises(Deadlock, match=r'^malloc\(32768, .big., M_WAITOK\) on cpu 0 sleeps on "vmwait": '
-                                       r'kmem_malloc\(32768\) is short of pages \(5 free\)$') as e:
+                                       r'kmem_malloc\(32768\) is short of pages \(4 free\)$') as e:
         while True:
             k.malloc(32768, t)
-    assert e.value.channel == "vmwait" and m.free_count == 5
+    assert e.value.channel == "vmwait" and m.free_count == 4
     used = be.kmem_map.size                              # the failed call was undone
-    assert k.malloc(32768, t, M_NULLOK) is None and (be.kmem_map.size, m.free_count) == (used, 5)
+    assert k.malloc(32768, t, M_NULLOK) is None and (be.kmem_map.size, m.free_count) == (used, 4)
     got = []
     while (a := k.malloc(4096, t, M_NOWAIT | M_USE_RESERVE)) is not None:   # one page per refill
         got.append(a)
-    assert (len(got), m.free_count) == (3, 2)
+    assert (len(got), m.free_count) == (2, 2)
     while (a := k.malloc(4096, t, M_NOWAIT)) is not None:
         got.append(a)
-    assert (len(got), m.free_count) == (5, 0) and be.kmem_map.size == used + 5 * 4096
+    assert (len(got), m.free_count) == (4, 0) and be.kmem_map.size == used + 4 * 4096
 
 
 # --- free ---------------------------------------------------------------------------------------
 def test_free_null_returns_after_the_type_check():
     k = boot()
     t = MallocType("fresh")
+    locks0 = k.backend.lock_acquires                     # mclrefcnt's malloc, at boot
     k.free(None, t)
     k.free(0, t)
-    assert k.types["fresh"] is t and k.backend.lock_acquires == 0
+    assert k.types["fresh"] is t and k.backend.lock_acquires == locks0
     with pytest.raises(TypeError):
         k.free(None, "devbuf")
 
@@ -498,6 +507,7 @@ def test_vmstat_m_is_the_4_8_layout():
         "Size   In Use   Free   Requests  HighWater  Couldfree\n"
         "  16        2    254          3    1280          0\n"
         " 128        1     31          1     160          0\n"
+        "  2K        1      1          1      10          0\n"
         "  8K        1      0          1       5          0\n"
         " 32K        1      0          1       5          0\n"
         "\n"
@@ -505,6 +515,7 @@ def test_vmstat_m_is_the_4_8_layout():
         "Size  Type(s)\n"
         "  16  temp, devbuf\n"
         " 128  devbuf\n"
+        "  2K  mbuf\n"
         "  8K  devbuf\n"
         " 32K  devbuf\n"
         "\n"
@@ -512,9 +523,10 @@ def test_vmstat_m_is_the_4_8_layout():
         "        Type  InUse MemUse HighUse  Limit Requests Limit Limit Size(s)\n"
         "         temp     1     1K      1K 10923K        1    0     0  16\n"
         "       devbuf     4    29K     29K 10923K        5    0     0  16,128,8K,32K\n"
+        "         mbuf     1     2K      2K 10923K        1    0     0  2K\n"            # mclrefcnt
         "\n"
         "Memory Totals:  In Use    Free    Requests\n"
-        "                   29K      8K           6\n")
+        "                   31K     10K           7\n")
 
 
 def test_vmstat_m_wraps_long_type_lists():

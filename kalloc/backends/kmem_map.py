@@ -75,6 +75,7 @@ from kalloc.errors import Deadlock, KernelPanic
 from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, flag_names
 from kalloc.hookspecs import hookimpl
 from kalloc.machine import VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
+from kalloc.malloc import MallocType
 from kalloc.vm_zone import kmem_alloc
 
 # --- tunables of 4.8 (sys/param.h, i386 param.h and vmparam.h; both kalloc arches have 4 KiB pages)
@@ -254,11 +255,6 @@ class KmemMapBackend(Backend):
         self.kmem_map = _suballoc(vm.kernel_map, "kmem_map", s.kmem_map_size,
                                   f"(vm_kmem_size {s.vm_kmem_size}) does not fit in the {m.arch.name} kernel map")
         self.kmembase, self.kmemlimit = self.kmem_map.min_offset, self.kmem_map.max_offset
-        # cpu_startup: mb_map, first fit in kmem_map
-        self.mb_map = _suballoc(self.kmem_map, "mb_map", s.mb_map_size,
-                                f"does not fit in kmem_map of {s.kmem_map_size} bytes (npg = (mbuf part + "
-                                f"vm_kmem_size {s.vm_kmem_size}) / PAGE_SIZE, in {8 * m.arch.ptr_size}-bit "
-                                f"arithmetic)")
         self.buckets = [Bucket(i) for i in range(NBUCKETS)]
         # kmemusage, one entry per page: ku_indx as the bucket it names (bucket[0] when
         # unused), and the union ku_freecnt / ku_pagecnt
@@ -275,6 +271,16 @@ class KmemMapBackend(Backend):
         self.invariants = options["invariants"]
         if self.invariants:
             self.malloc, self.free = self._malloc_invariants, self._free_invariants
+        # cpu_startup (i386 machdep.c 1.385.2.30): mclrefcnt, one byte per cluster, is the first
+        # malloc, M_MBUF and M_NOWAIT, zeroed; only then is mb_map carved, first fit, so a
+        # bucket page (or, from 1 GiB, a large block) lies below mb_map at kmembase.
+        refcnt = s.mb_map_size // MCLBYTES
+        self.mclrefcnt = self.malloc(refcnt, MallocType("mbuf", "mbuf", type_limit(s.vm_kmem_size)), NOWAIT)
+        vm.zero(self.mclrefcnt, refcnt)
+        self.mb_map = _suballoc(self.kmem_map, "mb_map", s.mb_map_size,
+                                f"does not fit in kmem_map of {s.kmem_map_size} bytes (npg = (mbuf part + "
+                                f"vm_kmem_size {s.vm_kmem_size}) / PAGE_SIZE, in {8 * m.arch.ptr_size}-bit "
+                                f"arithmetic)")
 
     def default_type_limit(self) -> int:
         return type_limit(self.sizes.vm_kmem_size)
