@@ -117,6 +117,9 @@ def test_boot_refuses_what_4_8_cannot_size():
     with pytest.raises(ValueError, match="vm_kmem_size is 0 with 4294967296 bytes of RAM: .* wraps to 0"):
         boot(physmem="4G")
     assert boot(physmem="4095M").backend.sizes.vm_kmem_size == 200 * MiB
+    # a tunable so small that cpu_startup's first malloc fails (type limit 0)
+    with pytest.raises(ValueError, match=r"malloc of mclrefcnt \(1536 bytes, M_NOWAIT\) fails"):
+        boot(vm_kmem_size=1)
     # npg's u_long sum wraps: a 20 MB kmem_map cannot hold the 20 MB mb_map
     s = kmem_map_size(2048 * MiB, vm_kmem_size=(1 << 32) - 1)
     assert s.npg == 4991 and s.mb_map_size == 4992 * 4096

@@ -274,8 +274,11 @@ class KmemMapBackend(Backend):
         # cpu_startup (i386 machdep.c 1.385.2.30): mclrefcnt, one byte per cluster, is the first
         # malloc, M_MBUF and M_NOWAIT, zeroed; only then is mb_map carved, first fit, so a
         # bucket page (or, from 1 GiB, a large block) lies below mb_map at kmembase.
-        refcnt = s.mb_map_size // MCLBYTES
-        self.mclrefcnt = self.malloc(refcnt, MallocType("mbuf", "mbuf", type_limit(s.vm_kmem_size)), NOWAIT)
+        refcnt, limit = s.mb_map_size // MCLBYTES, type_limit(s.vm_kmem_size)
+        self.mclrefcnt = self.malloc(refcnt, MallocType("mbuf", "mbuf", limit), NOWAIT) if limit else None
+        if self.mclrefcnt is None:
+            raise ValueError(f"kmem_map: cpu_startup's malloc of mclrefcnt ({refcnt} bytes, M_NOWAIT) fails with "
+                             f"vm_kmem_size {s.vm_kmem_size} (type limit {limit}); 4.8 faults in the bzero after it")
         vm.zero(self.mclrefcnt, refcnt)
         self.mb_map = _suballoc(self.kmem_map, "mb_map", s.mb_map_size,
                                 f"does not fit in kmem_map of {s.kmem_map_size} bytes (npg = (mbuf part + "
