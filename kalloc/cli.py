@@ -93,7 +93,7 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scale", help="throughput and lock-wait curves over CPU counts")
     _machine_args(s, many=True)
     _workload_args(s, many=True)
-    s = sub.add_parser("replay", help="replay a Linux kmem trace (perf script or ftrace text) on backends")
+    s = sub.add_parser("replay", help="replay a Linux kmem trace (perf script, ftrace or trace-cmd report text) on backends")
     s.add_argument("trace", metavar="TRACE", help="trace file (.gz/.xz/.zst or plain), or - for stdin")
     _machine_args(s, many=True, cpu_lists=False)
     s.add_argument("--cost", action="append", metavar="NAME=CYCLES", dest="costs",
