@@ -111,8 +111,8 @@ def machine_for(backend: str, ncpus: int = 2, physmem: str = "64M", **options):
                 self.live[s][3] = new
 
         def _held(self, t) -> tuple[int, int]:
-            """The type's inuse and memuse now."""
-            c = self.k.type_counters(t) if t._k is not None else {"inuse": 0, "memuse": 0}
+            """The type's inuse and memuse now (the types come from k.malloc_type: bound)."""
+            c = self.k.type_counters(t)
             return c["inuse"], c["memuse"]
 
         @invariant()

@@ -20,24 +20,15 @@ import pytest
 
 import kalloc
 from kalloc.errors import KernelPanic
+from kalloc_compat.freebsd4 import M_ZERO, to_kalloc_flags   # the C's flags are 4.8's
 
 REF = json.loads((Path(__file__).parent / "reference" / "kmem_map_sequences.json").read_text())
-C_NOWAIT, C_USE_RESERVE, C_ZERO = 1, 2, 8
 
 
 def test_source_is_recorded():
     src = REF["_source"]
     for needle in ("kern_malloc.c 1.64.2.5", "malloc.h 1.48.2.2", "984263bcb83ad82313113c6ac840d99124d8f90c"):
         assert needle in src
-
-
-def _kflags(fl):
-    f = kalloc.M_NOWAIT if fl & C_NOWAIT else kalloc.M_WAITOK
-    if fl & C_ZERO:
-        f |= kalloc.M_ZERO
-    if fl & C_USE_RESERVE:
-        f |= kalloc.M_USE_RESERVE
-    return f
 
 
 def _offsets(line, base):
@@ -111,12 +102,12 @@ def replay(ops, inv):
             c = op[0]
             if c == "m":
                 _, s, size, fl_, t = op
-                a = k.malloc(size, types[t], _kflags(fl_))
+                a = k.malloc(size, types[t], to_kalloc_flags(fl_))
                 out.extend(msgs())
                 slot[s] = a
                 line = f"{opno} m r={off(a)}"
                 if a is not None:
-                    line += ku("ku", a) + content(a, size, fl_ & C_ZERO)
+                    line += ku("ku", a) + content(a, size, fl_ & M_ZERO)
                     fill(a, opno)
             elif c == "f":
                 _, s, t = op
@@ -131,7 +122,7 @@ def replay(ops, inv):
             elif c in "rR":
                 _, s, size, fl_, t = op
                 o = slot.get(s)
-                a = k.realloc(o, size, types[t], _kflags(fl_))
+                a = k.realloc(o, size, types[t], to_kalloc_flags(fl_))
                 if a is None and c == "R" and o is not None:
                     k.free(o, types[t])             # reallocf: kalloc has none, composed here
                 out.extend(msgs())

@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 import kalloc
+from kalloc import M_ZERO
 from kalloc.errors import KernelPanic
 
 REF = json.loads((Path(__file__).parent / "reference" / "slab_sequences.json").read_text())
-ZLP = 0xFFFFFFF8
-M_ZERO = 0x100
 
 
 def test_source_is_recorded():
@@ -34,6 +33,7 @@ def replay(seq):
     k = kalloc.boot("slab", ncpus=1, physmem=seq["physmem"], **seq["options"])
     b = k.backend
     assert b.zone_size == zs
+    zlp = b.zero_length_ptr
     t = kalloc.MallocType("t")
     ords, large, nzones = {}, set(), [0]
     kmem, cur = [], [0]
@@ -62,7 +62,7 @@ def replay(seq):
     b._kmem_slab_alloc, b._kmem_slab_free = kmem_alloc, kmem_free
 
     def norm(p):
-        if p is None or p == ZLP:
+        if p is None or p == zlp:
             return None if p is None else "ZLP"
         if p in large:
             return "L"
@@ -84,7 +84,7 @@ def replay(seq):
             if op[0] == "m":
                 _, size, flags = op
                 p = k.malloc(size, t, flags)
-                if flags & M_ZERO and p not in (None, ZLP):
+                if flags & M_ZERO and p not in (None, zlp):
                     out["zeroed"].append([i, int(not any(k.read(p, size)))])
             elif op[0] == "r":
                 _, h, size, flags = op
@@ -94,7 +94,7 @@ def replay(seq):
                 p = False
             if p is not False:
                 out["results"].append(norm(p))
-                if p not in (None, ZLP):
+                if p not in (None, zlp):
                     k.write(p, b"\xa5" * size)   # the harness's fill: makes reused memory dirty
                 handles.append(p)
             if i in want_states:

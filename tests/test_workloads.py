@@ -1,6 +1,8 @@
 """The bundled driver workloads on every backend: they finish, free what they allocate, give
 every backend the same operation stream, and exercise what they claim to."""
 
+from functools import cache
+
 import pytest
 
 import kalloc
@@ -17,6 +19,7 @@ def run(backend, workload, ncpus, seed=0, **kw):
     return run_one(RunSpec(backend, workload, ncpus, seed, params=SMALL[workload], **kw))
 
 
+@cache
 def at_boot(backend, ncpus) -> dict:
     """What the kernel's own boot allocations hold, per type (kmem_map: mclrefcnt, type mbuf)."""
     types = kalloc.boot(backend, ncpus=ncpus).stats()["types"]
@@ -40,7 +43,7 @@ def test_same_operation_stream_on_every_backend(workload):
     recs = {b: run(b, workload, 2, seed=3) for b in BACKENDS}
     # per-thread streams are identical; how CPUs interleave (and so the peak) is timing
     calls = {b: sorted((t["name"], t["calls"] - at_boot(b, 2).get(t["name"], (0, 0))[1]) for t in r["types"])
-             for b, r in recs.items()}
+             for b, r in recs.items()}           # (at_boot is cached: one boot per backend)
     streams = {(r["ops"]["malloc"], r["ops"]["free"], r["zeroing"]["bytes_zero_requested"],
                 tuple((n, c) for n, c in calls[b] if c)) for b, r in recs.items()}
     assert len(streams) == 1, streams

@@ -157,8 +157,8 @@ CHUNK_SIZES = sorted({c for _, c in _ZONE_OF[1:]})                    # chunk si
 @cache
 def zone_table(limit: int) -> dict:
     """The hot path's zoneindex: request size -> (zone index, chunk size) for the sizes
-    that go to a zone, those below ZoneLimit ``limit``, so that one dict lookup also sends size 0,
-    sizes >= ZoneLimit and page multiples to the large path.  Shared, never modified."""
+    that go to a zone, those below ZoneLimit ``limit``, so that one dict lookup also sends
+    size 0, sizes >= ZoneLimit and page multiples to the large path.  Shared, never modified."""
     return {n: _ZONE_OF[n] for n in range(1, limit) if n & PAGE_MASK}
 
 
