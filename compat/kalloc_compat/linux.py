@@ -14,7 +14,10 @@ The mapping onto malloc(9) (docs/replay.md uses the same rules):
 * GFP flags: a request that may enter direct reclaim (``__GFP_DIRECT_RECLAIM``, part of
   GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER) or must not fail (``__GFP_NOFAIL``) is
   ``M_WAITOK``; anything else (GFP_ATOMIC, GFP_NOWAIT) is ``M_NOWAIT``; ``__GFP_ZERO`` adds
-  ``M_ZERO``.  Flag values are Linux 6.1's ``include/linux/gfp_types.h``.
+  ``M_ZERO``.  Flag values are those of ``include/linux/gfp_types.h`` since Linux 6.3, which
+  dropped ``__GFP_ATOMIC`` (0x200, in ``GFP_ATOMIC`` until then: 6.1's ``GFP_ATOMIC`` is
+  0xa20, not 0x820); the other bits are the same in 6.1, and 0x200 never allowed
+  sleeping, so a mask from either maps to the same malloc(9) flags.
 * malloc types: a cache's objects are charged to a type named after the cache; kmalloc
   memory to the type named by ``site`` (the caller's function; "kmalloc" by default).
   Linux's kfree takes no type, so the shim remembers each pointer's type.
@@ -30,7 +33,7 @@ from __future__ import annotations
 from kalloc.errors import KernelPanic, WildFree
 from kalloc.flags import NOWAIT, WAITOK, ZERO
 
-# include/linux/gfp_types.h (6.1)
+# include/linux/gfp_types.h (6.3 and later; 0x200 was __GFP_ATOMIC before 6.3)
 __GFP_DMA = 0x01
 __GFP_HIGHMEM = 0x02
 __GFP_DMA32 = 0x04
