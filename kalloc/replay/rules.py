@@ -48,9 +48,10 @@ The statistics
 unknown frees included; ``null_frees``, ``unknown_frees``, ``implicit_frees``,
 ``failed_allocs`` as above; ``unparsed`` kmem lines the parser could not read; ``live_end`` allocations still live at the end of the trace;
 ``peak_live_requested_bytes`` the peak of the summed ``bytes_req`` of live allocations;
-``cross_cpu_frees`` replayed frees on a CPU other than the allocating one.  Implicit frees
-count too: they are replayed on the new allocation's CPU, so ``cross_cpu_frees`` is exactly
-the number of FREE operations whose CPU differs from that of their MALLOC.  Besides these,
+``cross_cpu_frees`` free events of a live pointer on a CPU other than the allocating one.
+Implicit frees do not count: they are no free event, and the trace does not say on which CPU
+the unrecorded free ran (replay puts it on the new allocation's CPU, and the backend's own
+counters, remote frees and IPIs, see it there).  Besides these,
 ``skipped`` counts the lines that were no kmem event, and ``unparsed_samples`` keeps the
 parser's first few unreadable lines as ``(line_number, text)``.
 """
@@ -126,8 +127,6 @@ def replay_ops(parser_events, stats: TraceStats):
                 old = pop(ptr, None)
                 if old is not None:         # its free was not recorded: free it now
                     stats.implicit_frees += 1
-                    if old[1] != cpu:
-                        stats.cross_cpu_frees += 1
                     live_bytes -= old[2]
                     yield (cpu, FREE, old[0], ts)
                 live[ptr] = (key, cpu, size)
