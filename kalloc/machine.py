@@ -12,22 +12,34 @@ and nothing else until memory is used.
 
 The free-page queues (FreeBSD 4 vm_page.c, see docs/research/kmem_map.md section 2.3)
 ------------------------------------------------------------------------------
-vm_page_startup() hands every page to the free queues in ascending physical order,
-each at the **head** of its colour queue (colour = pfn & 31, PQ_L2_SIZE = 32).  So a
-colour queue reads, head to tail, from its highest page down to its lowest::
+vm_page_startup() hands every page to the free queues in ascending physical order
+(vm_add_new_page), colour = pfn & 31 (PQ_L2_SIZE = 32 in GENERIC).  In 4.8 each goes to the
+**head** of its colour queue, so a queue reads, head to tail, from its highest page down to
+its lowest::
 
-      head                                              tail
-      [freed pages, LIFO] [fresh pages: high ... low] [pages put at the tail]
-        taken by "head" requests -->         <-- taken by "tail" requests
+      head                                                 tail
+      [freed pages, LIFO] [boot pages: high ........... low]
+        taken by normal requests -->     <-- taken by zero-preferring requests
 
-vm_page_alloc(object, pindex, class) picks the queue (pindex + object colour) & 31 and,
-if it is empty, the others in pairs (c+i, c-i) for i = 16 down to 1: farthest first.
-A normal request takes the head (highest address first); in 4.8 a zero-preferring request
-(VM_ALLOC_ZERO) takes the tail (lowest first).  Which end each kind of request takes is
-the **page policy** (``PAGE_POLICIES``): the ISA DMA issue of the 2003 slab allocator
-came from new zones, always requested with VM_ALLOC_ZERO, eating the low 16 MiB that
-contigmalloc needs; DragonFly fixed it on 2003-09-14 by making both kinds take high
-memory first.
+vm_page_alloc(object, pindex, class) picks the queue (pindex + object colour) & 31.  A
+normal request takes its head (highest address first), a zero-preferring one
+(VM_ALLOC_ZERO) its tail (lowest first: vm_page_list_find's TAILQ_LAST).  If that queue is
+empty, _vm_page_list_find takes the **head** of the first non-empty one of the pairs
+(c+i, c-i) for i = 16 down to 1, farthest first, whatever the preference.
+
+The ISA DMA issue of the 2003 slab allocator came from new zones, always requested with
+VM_ALLOC_ZERO, eating the low 16 MiB that contigmalloc needs.  DragonFly fixed it on
+2003-09-14 (161399b37f) in vm_add_new_page alone: new pages alternate between the head and
+the tail of their queue (a per-queue flip-flop), still in ascending order, so both ends
+start at high memory::
+
+      head                                                            tail
+      [freed] [boot pages 0, 2, 4 ...: high ... low] [1, 3, 5 ...: low ... high]
+        normal requests -->                           <-- zero-preferring requests
+
+Each kind of request takes every other page of a colour from the top down; one kind that
+has taken its half goes on from the other half's *lowest* page up.  Which order the boot
+builds is the **page policy** (``PAGE_POLICIES``).
 
 The classes are the 2003 *states* NORMAL 0, INTERRUPT 1, SYSTEM 2, ZERO 3, and they
 decide when a page may be taken at all (free_count against v_free_reserved and
@@ -35,10 +47,11 @@ v_interrupt_free_min).  The page cache queue, the inactive and active queues and
 page daemon are not modelled: the simulated kernel has no user pages, so the cache
 queue is always empty (XXX: a "pressure" workload could add them).
 
-Representation: each colour queue is ``_ColourQueue``: a list used as a stack for the
-head end, a list of fresh pfn ranges in that colour (arithmetic, step 32), and a stack
-for the tail end.  Taking and freeing are O(1); ``page_state`` (one byte per page: 0 free,
-1 in use) answers "is this page free" for contigmalloc's physical scan.
+Representation: each colour queue is ``_ColourQueue``: a list used as a stack for the pages
+freed since boot (vm_page_free puts them at the head; kalloc has no PG_ZERO page, which 4.8
+would put at the tail) and two lists of boot pages as arithmetic pfn ranges, those put at
+the head and those put at the tail.  Taking and freeing are O(1); ``page_state`` (one byte
+per page: 0 free, 1 in use) answers "is this page free" for contigmalloc's physical scan.
 """
 
 from __future__ import annotations
@@ -48,6 +61,13 @@ import re
 from attrs import define, field, frozen
 
 PQ_L2_SIZE = 32  # page colours (128 KiB cache colouring in FreeBSD 4)
+PQ_PRIME1 = 9    # vm_page.h, with PQ_L2_SIZE 32
+
+# An object's pages are coloured (pindex + its pg_color).  _vm_object_allocate gives each
+# object the colour after the last one's, PQ_L2_SIZE / 3 + PQ_PRIME1 further for an object
+# this big, and vm_object_init makes kernel_object first (colour 0: kmem_alloc, the slab's
+# kmem_slab_alloc), then kmem_object (kmem_malloc, kmem_map's pages).
+KMEM_OBJECT_COLOUR = PQ_L2_SIZE // 3 + PQ_PRIME1     # 19
 
 # vm_page_alloc page classes: 2003 *states*, not bits (docs/research/slab.md section 5.1).
 VM_ALLOC_NORMAL = 0
@@ -55,12 +75,12 @@ VM_ALLOC_INTERRUPT = 1
 VM_ALLOC_SYSTEM = 2
 VM_ALLOC_ZERO = 3
 
-# Which end of the colour queue each kind of request takes: (normal, zero-preferring).
-HEAD, TAIL = 0, 1
+# How vm_add_new_page queues the boot pages: False, all at the head; True, alternately at
+# the head and the tail of their colour queue (the module docstring draws both).
 PAGE_POLICIES = {
-    "4.8": (HEAD, TAIL),         # FreeBSD 4.8 vm_page.c: zeroed-page requests take the tail
-    "2003-08": (HEAD, TAIL),     # DragonFly at the slab commit: the 4.8 order, unchanged
-    "2003-09-14": (HEAD, HEAD),  # DragonFly 161399b37f: both take high memory first
+    "4.8": False,         # FreeBSD 4.8 vm_page.c 1.147.2.18
+    "2003-08": False,     # DragonFly at the slab commit: 4.8's order, unchanged
+    "2003-09-14": True,   # DragonFly vm_page.c 1.10 (161399b37f): the head/tail flip-flop
 }
 
 
@@ -153,50 +173,64 @@ class PhysMem:
 
 @define(slots=True)
 class _ColourQueue:
-    """One colour's free queue: head stack, fresh ranges (high to low), tail stack."""
+    """One colour's free queue, head to tail: ``freed`` (a stack, its top at the head), the
+    boot pages put at the head (``fresh``: [lo, hi] pfn ranges, the last range and its
+    ``hi`` nearest the head) and those put at the tail (``fresh_tail``: the last range and
+    its ``hi`` nearest the tail).  ``step`` is the pfn distance between two pages of a
+    range: PQ_L2_SIZE, or twice that when the boot pages alternate between the ends."""
 
-    head: list = field(factory=list)    # top of the stack = queue head
-    fresh: list = field(factory=list)   # [lo, hi] pfn pairs, step PQ_L2_SIZE; last = nearest head
-    tail: list = field(factory=list)    # top of the stack = queue tail
+    freed: list = field(factory=list)
+    fresh: list = field(factory=list)
+    fresh_tail: list = field(factory=list)
+    step: int = PQ_L2_SIZE
+
+    def __bool__(self) -> bool:
+        return bool(self.freed or self.fresh or self.fresh_tail)
 
     def take_head(self) -> int:
-        if self.head:
-            return self.head.pop()
+        if self.freed:
+            return self.freed.pop()
         if self.fresh:
-            r = self.fresh[-1]
-            pfn = r[1]
-            if r[0] == pfn:
-                self.fresh.pop()
-            else:
-                r[1] = pfn - PQ_L2_SIZE
-            return pfn
-        return self.tail.pop(0)
+            return self._take_high(self.fresh)
+        return self._take_low(self.fresh_tail)
 
     def take_tail(self) -> int:
-        if self.tail:
-            return self.tail.pop()
+        if self.fresh_tail:
+            return self._take_high(self.fresh_tail)
         if self.fresh:
-            r = self.fresh[0]
-            pfn = r[0]
-            if r[1] == pfn:
-                self.fresh.pop(0)
-            else:
-                r[0] = pfn + PQ_L2_SIZE
-            return pfn
-        return self.head.pop(0)
+            return self._take_low(self.fresh)
+        return self.freed.pop(0)
+
+    def _take_high(self, ranges: list) -> int:
+        r = ranges[-1]
+        pfn = r[1]
+        if r[0] == pfn:
+            ranges.pop()
+        else:
+            r[1] = pfn - self.step
+        return pfn
+
+    def _take_low(self, ranges: list) -> int:
+        r = ranges[0]
+        pfn = r[0]
+        if r[1] == pfn:
+            ranges.pop(0)
+        else:
+            r[0] = pfn + self.step
+        return pfn
 
     def remove(self, pfn: int) -> None:
         """Take one given page off the queue (contigmalloc)."""
-        for i, r in enumerate(self.fresh):
-            if r[0] <= pfn <= r[1]:
-                lo, hi = r
-                pieces = [[a, b] for a, b in ((lo, pfn - PQ_L2_SIZE), (pfn + PQ_L2_SIZE, hi)) if a <= b]
-                self.fresh[i:i + 1] = pieces
-                return
-        (self.head if pfn in self.head else self.tail).remove(pfn)
+        step = self.step
+        for ranges in (self.fresh, self.fresh_tail):
+            for i, (lo, hi) in enumerate(ranges):
+                if lo <= pfn <= hi and (pfn - lo) % step == 0:
+                    ranges[i:i + 1] = [[a, b] for a, b in ((lo, pfn - step), (pfn + step, hi)) if a <= b]
+                    return
+        self.freed.remove(pfn)
 
     def __len__(self) -> int:
-        return len(self.head) + len(self.tail) + sum((hi - lo) // PQ_L2_SIZE + 1 for lo, hi in self.fresh)
+        return len(self.freed) + sum((hi - lo) // self.step + 1 for lo, hi in self.fresh + self.fresh_tail)
 
 
 def _pageout_thresholds(npages: int) -> tuple[int, int, int]:
@@ -228,8 +262,6 @@ class Machine:
     v_free_min: int = field(init=False)
     v_free_reserved: int = field(init=False)
     v_interrupt_free_min: int = field(init=False)
-    _normal_end: int = field(init=False)
-    _zero_end: int = field(init=False)
     ipi_handler: object = None  # harness hook: callable(src, dst, func, args) or None
     ipis: int = 0               # IPIs sent (counted even when delivered at once)
 
@@ -239,14 +271,22 @@ class Machine:
         self.phys = PhysMem(npages, ps)
         self.page_state = bytearray(npages)
         self.queues = []
+        flipflop = PAGE_POLICIES[self.page_policy]
         for c in range(PQ_L2_SIZE):
             q = _ColourQueue()
-            if c < npages:
-                q.fresh.append([c, c + (npages - 1 - c) // PQ_L2_SIZE * PQ_L2_SIZE])
+            n = (npages - 1 - c) // PQ_L2_SIZE + 1 if c < npages else 0    # pages of colour c
+            if not flipflop:
+                if n:
+                    q.fresh.append([c, c + (n - 1) * PQ_L2_SIZE])
+            else:   # the colour's k-th page went to the head when k is even, to the tail when odd
+                q.step = 2 * PQ_L2_SIZE
+                if n:
+                    q.fresh.append([c, c + (n - 1) // 2 * q.step])
+                if n > 1:
+                    q.fresh_tail.append([c + PQ_L2_SIZE, c + PQ_L2_SIZE + (n - 2) // 2 * q.step])
             self.queues.append(q)
         self.free_count = npages
         self.v_free_min, self.v_free_reserved, self.v_interrupt_free_min = _pageout_thresholds(npages)
-        self._normal_end, self._zero_end = PAGE_POLICIES[self.page_policy]
 
     @property
     def npages(self) -> int:
@@ -262,24 +302,23 @@ class Machine:
                     return -1
             elif pclass != VM_ALLOC_SYSTEM or free <= self.v_interrupt_free_min:
                 return -1  # NORMAL/ZERO reclaim from the cache queue, which is always empty
-        end = self._zero_end if pclass == VM_ALLOC_ZERO else self._normal_end
-        queues = self.queues
-        c = color & (PQ_L2_SIZE - 1)
-        q = queues[c]
-        if not (q.head or q.fresh or q.tail):
-            q = self._other_colour(c)
-        pfn = q.take_head() if end == HEAD else q.take_tail()
+        q = self.queues[color & (PQ_L2_SIZE - 1)]
+        if not q:            # _vm_page_list_find: the head of another colour, whatever the class
+            pfn = self._other_colour(color).take_head()
+        elif pclass == VM_ALLOC_ZERO:
+            pfn = q.take_tail()
+        else:
+            pfn = q.take_head()
         self.free_count = free - 1
         self.page_state[pfn] = 1
         return pfn
 
     def _other_colour(self, c: int) -> _ColourQueue:
-        """The fallback scan of vm_page_select_free: pairs c+i, c-i for i = 16 .. 1."""
+        """The fallback scan of _vm_page_list_find: pairs c+i, c-i for i = 16 .. 1."""
         for i in range(PQ_L2_SIZE // 2, 0, -1):
             for cc in ((c + i) & (PQ_L2_SIZE - 1), (c - i) & (PQ_L2_SIZE - 1)):
-                q = self.queues[cc]
-                if q.head or q.fresh or q.tail:
-                    return q
+                if self.queues[cc]:
+                    return self.queues[cc]
         raise AssertionError("free_count > 0 but every colour queue is empty")
 
     def page_free(self, pfn: int) -> None:
@@ -287,7 +326,7 @@ class Machine:
         if not self.page_state[pfn]:
             raise AssertionError(f"vm_page_free: freeing free page {pfn:#x}")
         self.page_state[pfn] = 0
-        self.queues[pfn & (PQ_L2_SIZE - 1)].head.append(pfn)
+        self.queues[pfn & (PQ_L2_SIZE - 1)].freed.append(pfn)
         self.free_count += 1
 
     def page_take(self, pfn: int) -> None:

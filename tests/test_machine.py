@@ -46,6 +46,32 @@ def test_zero_requests_take_lowest_pages_under_48_and_highest_after_fix():
     assert min(fixed.page_alloc(VM_ALLOC_ZERO, c) for c in range(4)) >= fixed.npages - PQ_L2_SIZE
 
 
+def test_2003_09_14_alternates_the_boot_pages_between_head_and_tail():
+    """161399b37f: a colour's pages 0, 2, 4 ... (by address) went to the head, 1, 3, 5 ... to
+    the tail.  Each kind of request takes its half from the top down, then the other half from
+    the bottom up.  8 MiB: 64 pages a colour, pfn = colour + 32 * k."""
+    m = machine(8, "2003-09-14")
+    n = m.npages // PQ_L2_SIZE
+    normal = [m.page_alloc(VM_ALLOC_SYSTEM, 0) for _ in range(n // 2 + 2)]
+    assert normal == [PQ_L2_SIZE * k for k in range(n - 2, -1, -2)] + [PQ_L2_SIZE, 3 * PQ_L2_SIZE]
+    m = machine(8, "2003-09-14")
+    zero = [m.page_alloc(VM_ALLOC_ZERO, 0) for _ in range(n // 2 + 2)]
+    assert zero == [PQ_L2_SIZE * k for k in range(n - 1, 0, -2)] + [0, 2 * PQ_L2_SIZE]
+    m = machine(8, "2003-09-14")                         # both kinds together: high memory only
+    both = [m.page_alloc(VM_ALLOC_ZERO if i % 2 else VM_ALLOC_SYSTEM, 0) for i in range(n - 2)]
+    assert min(both) == 2 * PQ_L2_SIZE and len(set(both)) == n - 2
+
+
+def test_an_empty_colour_sends_every_request_to_the_head_of_another():
+    """_vm_page_list_find takes TAILQ_FIRST of the fallback queue, even for VM_ALLOC_ZERO."""
+    m = machine(8, "4.8")
+    n = m.npages // PQ_L2_SIZE
+    for _ in range(n):
+        m.page_alloc(VM_ALLOC_SYSTEM, 5)
+    top_of_21 = m.npages - PQ_L2_SIZE + 21                 # colour 5 + 16 is tried first
+    assert m.page_alloc(VM_ALLOC_ZERO, 5) == top_of_21
+
+
 def test_freed_page_is_reused_first_by_its_colour():
     m = machine()
     p = m.page_alloc(VM_ALLOC_SYSTEM, 5)

@@ -74,7 +74,7 @@ from kalloc.backends.base import Backend, Option, bad_free, check_args
 from kalloc.errors import Deadlock, KernelPanic
 from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, flag_names
 from kalloc.hookspecs import hookimpl
-from kalloc.machine import VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
+from kalloc.machine import KMEM_OBJECT_COLOUR, VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
 from kalloc.malloc import MallocType
 from kalloc.vm_zone import kmem_alloc
 
@@ -400,7 +400,8 @@ class KmemMapBackend(Backend):
                 return None
             raise KernelPanic(f"kmem_malloc({nbytes}): kmem_map too small: {kmem_map.size} total allocated")
         vm = self.vm
-        if vm.map_pages(va, nbytes >> PAGE_SHIFT, kmem_page_class(f), (va - self.machine.arch.kva_min) >> PAGE_SHIFT):
+        colour = KMEM_OBJECT_COLOUR + ((va - self.machine.arch.kva_min) >> PAGE_SHIFT)   # kmem_object's pages
+        if vm.map_pages(va, nbytes >> PAGE_SHIFT, kmem_page_class(f), colour):
             return va
         kmem_map.remove(va, nbytes)
         if f & MAY_FAIL:

@@ -13,13 +13,14 @@ facts this simulator has from the sources:
    VM_ALLOC_ZERO request (slab.md section 5.1).
 2. The free queues of 4.8, unchanged in DragonFly until 2003-09-14, hand zeroed-page
    requests the *tail*: the lowest physical pages first (kmem_map.md section 2.3).
-   Everything else takes the head, the highest pages.
+   Everything else takes the head, the highest pages.  The fix queues the boot's pages
+   alternately at the head and the tail, so that both ends start high (kalloc.machine).
 3. contigmalloc finds a physically contiguous run by scanning from page 0, and an ISA
    bounce buffer must lie below 16 MiB, in one 64/128 KiB window (kmem_map.md 3, 4.3).
 
 So under the 2003-08 order the zones of a booting kernel fill physical memory from the
 bottom up, while 4.8's kmem_map buckets and the slab under the 2003-09-14 order
-(both classes take the head) fill it from the top down::
+(both ends of every queue start high) fill it from the top down::
 
     0      1M kernel   ~5M                        16M                          256M
     |BIOS|hole|image |###slab zones, 2003-08###....|............................|
