@@ -41,6 +41,8 @@ Quirks kept
 * ``alignment`` 0 passes the power-of-two test and then admits only physical address 0
   (phys & (0 - 1) == phys); ``boundary`` 0 means no boundary.
 * A request larger than a non-zero boundary can never succeed.
+* ``round_page(size)`` is computed in the kernel's word: on i386 a size in the last page
+  below 4 GiB (0xfffff001 to 0xffffffff) rounds to 0 and panics as size 0.
 * If no KVA is left the run is *lost* ("XXX we almost never run out of kernel virtual
   space"): counted in ``lost_pages``.
 
@@ -55,7 +57,8 @@ both on random page arrays with hypothesis).
 
 Checks kalloc adds (4.8 does none)
 ----------------------------------
-``low > high`` is a ValueError (4.8 just finds nothing).  ``contigfree`` of an address
+``low > high`` is a ValueError (4.8 just finds nothing), and so is a size that does not fit
+the architecture's ``u_long`` (a C caller could not pass it).  ``contigfree`` of an address
 contigmalloc did not return, or with a size that rounds to another page count, raises
 ``BadFree``: 4.8's contigfree is kmem_free(kernel_map, addr, size) and would unmap
 whatever lies there, leaking or tearing out pages.
@@ -176,7 +179,11 @@ def contigmalloc(kernel, size, mtype, flags, low, high, alignment, boundary) -> 
         raise ValueError(f"contigmalloc: low {low:#x} is above high {high:#x}")
     m = kernel.machine
     ps, shift = m.arch.page_size, m.arch.page_shift
-    size = (size + ps - 1) & ~(ps - 1)
+    word = (1 << 8 * m.arch.ptr_size) - 1
+    if size > word:
+        raise ValueError(f"contigmalloc: size {size:#x} does not fit the {8 * m.arch.ptr_size}-bit "
+                         f"unsigned long of {m.arch.name}")
+    size = (size + ps - 1) & ~(ps - 1) & word    # round_page, which wraps past the top page to 0
     if size == 0:
         raise KernelPanic("contigmalloc1: size must not be 0")
     if alignment & (alignment - 1):
