@@ -132,6 +132,30 @@ def test_deferred_load_runs_its_callback_after_unload():
     assert phys_read(k, segs[0].ds_addr, 4) == b"late"
 
 
+def test_a_waiting_map_cannot_be_loaded_again_or_destroyed():
+    """4.8 would link it twice on the waiting list (a loop busdma_swi never leaves) or free it
+    while linked; kalloc panics with the reason.  Unloading it is harmless, as in 4.8."""
+    k = kernel()
+    t = isa_tag(k, 1)                                          # ALLOCNOW: 1 bounce page
+    (_, a), (_, b) = bus_dmamap_create(k, t, 0), bus_dmamap_create(k, t, 0)
+    assert t.pool.total_bpages == 2
+    buf_a, buf_b = map_frames(k, [0x3000, 0x3001]), map_frames(k, [0x3004])
+    cb = Callback()
+    assert bus_dmamap_load(k, t, a, buf_a, 2 * PS, cb, "a", 0) == 0
+    assert bus_dmamap_load(k, t, b, buf_b, PS, cb, "b", 0) == EINPROGRESS
+    with pytest.raises(KernelPanic, match="bus_dmamap_load: map 0x[0-9a-f]+ still waits for bounce pages"
+                                          ".* a loop that busdma_swi never leaves"):
+        bus_dmamap_load(k, t, b, buf_b, PS, cb, "b", 0)
+    with pytest.raises(KernelPanic, match="bus_dmamap_destroy: .* still waits .* freed memory"):
+        bus_dmamap_destroy(k, t, b)
+    bus_dmamap_unload(k, t, b)                                 # no pages yet: nothing happens
+    assert dma_stats(k)["busdma"]["maps_waiting"] == 1 and [c[0] for c in cb.calls] == ["a"]
+    bus_dmamap_unload(k, t, a)                                 # now b's deferred load runs
+    assert [c[0] for c in cb.calls] == ["a", "b"] and dma_stats(k)["busdma"]["maps_waiting"] == 0
+    bus_dmamap_unload(k, t, b)
+    assert bus_dmamap_load(k, t, b, buf_b, PS, cb, "b2", 0) == 0 and cb.calls[-1][0] == "b2"   # served again
+
+
 def test_load_mbuf_splits_at_the_boundary_and_maxsegsz():
     k = kernel()
     chain = [(map_frames(k, [0x2e, 0x2f, 0x30, 0x31]), 4 * PS), (map_frames(k, [0x32]), PS)]

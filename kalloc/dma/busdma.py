@@ -53,7 +53,10 @@ the booted backend, as on i386.
 Checks kalloc adds: a non-power-of-two alignment or boundary, nsegments < 1 or a
 negative address is a ValueError at tag creation (4.8 checks nothing and its
 contigmalloc panics later); a load of an unmapped VA raises PageFault (4.8's
-pmap_kextract returns 0 and the device would be pointed at physical page 0).
+pmap_kextract returns 0 and the device would be pointed at physical page 0); loading or
+destroying a map whose load returned EINPROGRESS before its callback ran is a KernelPanic
+that says why (4.8 would link the map twice on the waiting list, a loop busdma_swi never
+leaves, or free it while still linked).
 
 XXX: user-space loads (bus_dmamap_load_uio with a process pmap) and the DMA-capable
 filter functions of real buses are supported only as far as ``filter(arg, paddr)``.
@@ -309,6 +312,8 @@ def bus_dmamap_destroy(kernel, tag, bmap) -> int:
     """Free a map; EBUSY while it holds bounce pages."""
     _check("bus_dmamap_destroy", tag=tag, bmap=bmap)
     if bmap is not None:
+        _not_waiting("bus_dmamap_destroy", bmap, "free it while bounce_map_waitinglist still links it: "
+                     "the deferred load would later run on freed memory")
         if bmap.bpages:
             return EBUSY
         kernel.free(bmap.kva, _devbuf(kernel))
@@ -359,6 +364,8 @@ def bus_dmamap_load(kernel, tag, bmap, buf, buflen, callback, callback_arg, flag
     st = kernel_state(kernel, BusDma)
     if bmap is None:
         bmap = st.nobounce
+    _not_waiting("bus_dmamap_load", bmap, "queue it a second time: bounce_map_waitinglist becomes a loop "
+                 "that busdma_swi never leaves")
     arch = kernel.machine.arch
     ps, mask = arch.page_size, arch.page_mask
     vtophys = kernel.vtophys
@@ -405,6 +412,16 @@ def bus_dmamap_load(kernel, tag, bmap, buf, buflen, callback, callback_arg, flag
         error = EFBIG
     callback(callback_arg, [BusDmaSegment(a, n) for a, n in segs], seg, error)
     return 0
+
+
+def _not_waiting(who: str, bmap: BusDmaMap, what_48_does: str) -> None:
+    """A map whose load returned EINPROGRESS is on its pool's waiting list until bounce
+    pages free up; loading or destroying it meanwhile is a driver bug that 4.8 does not
+    catch (it would ``what_48_does``)."""
+    if bmap.dmat is not None and bmap in bmap.dmat.pool.waiting:
+        name = "the static no-bounce map" if bmap.kva is None else f"map {bmap.kva:#x}"
+        raise KernelPanic(f"{who}: {name} still waits for bounce pages (its load returned EINPROGRESS "
+                          f"and its callback has not run); 4.8 would {what_48_does}")
 
 
 def bus_dmamap_load_mbuf(kernel, tag, bmap, chain, callback2, callback_arg, flags) -> int:
