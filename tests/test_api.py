@@ -1,8 +1,6 @@
 """The malloc(9) API contract, on the reference backend (real backends: their own tests
 and tests/test_conformance.py)."""
 
-import time
-
 import pytest
 
 import kalloc
@@ -15,10 +13,9 @@ def test_flags_have_the_2003_values():
     assert isinstance(kalloc.M_ZERO, kalloc.MallocFlags)
 
 
-def test_boot_4g_64cpus_is_fast_and_lazy():
-    t = time.perf_counter()
+def test_boot_4g_64cpus_is_lazy():
+    """No page frame exists before something writes it (the < 1 s target is measured in bench/)."""
     k = kalloc.boot("bump", physmem="4G", ncpus=64)
-    assert time.perf_counter() - t < 5  # the 1 s target is measured in bench/
     assert k.stats()["pages"] == {"total": 1 << 20, "free": 1 << 20, "wired": 0, "page_size": 4096}
     assert k.machine.phys.frames == {}
 
