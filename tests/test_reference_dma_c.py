@@ -178,17 +178,17 @@ class IsaRig:
                     r = I.isa_dmastop(k, op[1])
                 else:
                     r = I.isa_dmarangecheck(k, self.cva + op[1], op[2], op[3])
-            except KernelPanic as e:
+            except Exception as e:   # a panic or an error ends the sequence, as in the C
                 msgs()
-                out.append(f"PANIC {e}")
-                break
-            except Exception as e:
-                msgs()
-                out.append(f"ERROR {type(e).__name__}: {e}")
+                out.append(_last_line(e))
                 break
             msgs()
             out.append(str(r))
         return out
+
+
+def _last_line(e: Exception) -> str:
+    return f"PANIC {e}" if isinstance(e, KernelPanic) else f"ERROR {type(e).__name__}: {e}"
 
 
 @pytest.fixture(scope="module")
@@ -318,13 +318,9 @@ class BusDmaRig:
                     out.append(f"D {ENAME[B.bus_dmamap_destroy(k, t, m)]}")
                 elif c == "X":
                     out.append(f"X {ENAME[B.bus_dma_tag_destroy(k, t)]}")
-            except KernelPanic as e:
+            except Exception as e:   # a panic or an error ends the sequence, as in the C
                 msgs()
-                out.append(f"PANIC {e}")
-                break
-            except Exception as e:
-                msgs()
-                out.append(f"ERROR {type(e).__name__}: {e}")
+                out.append(_last_line(e))
                 break
         return out
 
