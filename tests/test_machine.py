@@ -1,9 +1,13 @@
 """The simulated machine: sizes, the free-page queues and their order policies."""
 
+from collections import deque
+
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from kalloc.machine import (ARCHES, PQ_L2_SIZE, VM_ALLOC_INTERRUPT, VM_ALLOC_NORMAL, VM_ALLOC_SYSTEM,
-                            VM_ALLOC_ZERO, Machine, _pageout_thresholds, parse_size)
+                            VM_ALLOC_ZERO, PAGE_POLICIES, Machine, _pageout_thresholds, parse_size)
 
 
 @pytest.mark.parametrize("text,value", [("4096", 4096), ("16M", 16 << 20), ("4G", 4 << 30),
@@ -115,3 +119,66 @@ def test_lazy_frames():
     m.phys.write(7, 10, b"abc")
     assert m.phys.read(7, 9, 5) == b"\0abc\0"
     assert len(m.phys.frames) == 1
+
+
+class LiteralQueues:
+    """The free queues as vm_page.c keeps them: one deque per colour, head on the left."""
+
+    def __init__(self, npages, policy):
+        self.q = [deque() for _ in range(PQ_L2_SIZE)]
+        flip = [False] * PQ_L2_SIZE
+        for pfn in range(npages):                              # vm_page_startup, ascending
+            c = pfn % PQ_L2_SIZE
+            if PAGE_POLICIES[policy] and flip[c]:
+                self.q[c].append(pfn)
+            else:
+                self.q[c].appendleft(pfn)
+            flip[c] = not flip[c]
+
+    def alloc(self, pclass, colour):
+        c = colour % PQ_L2_SIZE
+        if self.q[c]:
+            return self.q[c].pop() if pclass == VM_ALLOC_ZERO else self.q[c].popleft()
+        for i in range(PQ_L2_SIZE // 2, 0, -1):                # _vm_page_list_find: TAILQ_FIRST
+            for cc in ((c + i) % PQ_L2_SIZE, (c - i) % PQ_L2_SIZE):
+                if self.q[cc]:
+                    return self.q[cc].popleft()
+        raise AssertionError("no free page")
+
+
+@settings(max_examples=150, deadline=None)
+@example("4.8", 200, [("a", 0)] * 12 + [("z", 0)] * 3)          # colour 0 runs empty: the fallback
+@example("2003-09-14", 300, [("z", 6)] * 12 + [("n", 0)] * 12 + [("t", 5), ("f", 1), ("z", 0)] * 3)
+@given(st.sampled_from(sorted(PAGE_POLICIES)), st.integers(1, 400),
+       st.lists(st.tuples(st.sampled_from("aanzzft"), st.integers(0, 10 ** 6)), max_size=400))
+def test_colour_queues_against_literal_queues(policy, npages, steps):
+    """Machine's ranges-and-stack queues hand out, take back and give up (contigmalloc's
+    page_take) exactly the pages literal vm_page.c queues would, on any page count, empty
+    colours (the fallback) included."""
+    m = Machine(1, npages * 4096, ARCHES["i386"], policy)
+    ref = LiteralQueues(npages, policy)
+    held = []
+    for what, n in steps:
+        if what in "anz":
+            pclass = {"a": VM_ALLOC_INTERRUPT, "n": VM_ALLOC_NORMAL, "z": VM_ALLOC_ZERO}[what]
+            colour = n % 6                                      # few colours: some run empty
+            pfn = m.page_alloc(pclass, colour)
+            if pfn < 0:                                         # the class rules: tested above
+                assert m.free_count == 0 or pclass != VM_ALLOC_INTERRUPT
+                continue
+            assert pfn == ref.alloc(pclass, colour)
+            held.append(pfn)
+        elif what == "f" and held:
+            pfn = held.pop(n % len(held))
+            m.page_free(pfn)
+            ref.q[pfn % PQ_L2_SIZE].appendleft(pfn)
+        elif what == "t" and m.free_count:
+            free = [p for p in range(npages) if not m.page_state[p]]
+            pfn = free[n % len(free)]
+            m.page_take(pfn)
+            ref.q[pfn % PQ_L2_SIZE].remove(pfn)
+            held.append(pfn)
+        assert m.free_count == sum(len(q) for q in ref.q) == sum(len(q) for q in m.queues)
+    for c in range(PQ_L2_SIZE):                                 # drain: the same order to the end
+        while ref.q[c]:
+            assert m.queues[c].take_head() == ref.q[c].popleft()
