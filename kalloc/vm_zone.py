@@ -154,7 +154,11 @@ def zinitna(z: VmZone, name: str, size: int, nentries: int, flags: int, zalloc: 
         zl.kmem_kvaspace += totsize
         zkva = vm.kernel_map.findspace(totsize, vm.machine.arch.page_size)   # kmem_alloc_pageable
         if zkva is None:
-            zl.zones.remove(z)
+            # zlist = z->znext: z leaves the list, and so does every zone made after it.  For
+            # a zone zinit just made that is z alone; for a boot zone zbootinit'd before other
+            # zones were made, those vanish from vm.zone too (they still work), as in 4.8.
+            if z in zl.zones:
+                del zl.zones[:zl.zones.index(z) + 1]
             return False
         z.zkva = zkva
         z.zpagemax = totsize // vm.machine.arch.page_size
@@ -331,8 +335,8 @@ def zfreei(z: VmZone, item: int) -> None:
 # --- sysctl --------------------------------------------------------------------------------
 def zone_line(z: VmZone) -> str:
     """One vm.zone line: the name padded to 13 with ':' after it, then zsize, zmax, used,
-    free, requests with C's %6.6u / %8.8u (zero-padded).  A 13-character name overwrites
-    the NUL of tmpname[14] in 4.8 (undefined); kalloc prints name[:13] + ':'."""
+    free, requests with C's %6.6u / %8.8u (zero-padded).  A name of 13 characters or more
+    overwrites the NUL of tmpname[14] in 4.8 (undefined); kalloc prints name[:13] + ':'."""
     name = z.zname[:13]
     tmpname = (name + ":").ljust(13)
     return "%s %06d, %08d, %06d, %06d, %08d" % (tmpname, z.zsize, z.zmax, z.ztotal - z.zfreecnt,
