@@ -17,6 +17,7 @@ import pytest
 import kalloc
 from kalloc import M_ZERO
 from kalloc.errors import KernelPanic
+from slab_c_rig import SlabRig, assert_results_match
 
 REF = json.loads((Path(__file__).parent / "reference" / "slab_sequences.json").read_text())
 
@@ -31,80 +32,30 @@ def replay(seq):
     """Run the ops on kalloc; return the same normalised record the C harness produced."""
     zs = seq["zone_size"]
     k = kalloc.boot("slab", ncpus=1, physmem=seq["physmem"], **seq["options"])
-    b = k.backend
-    assert b.zone_size == zs
-    zlp = b.zero_length_ptr
+    assert k.backend.zone_size == zs
+    rig = SlabRig(k, zs)
     t = kalloc.MallocType("t")
-    ords, large, nzones = {}, set(), [0]
-    kmem, cur = [], [0]
-    orig_alloc, orig_free = b._kmem_slab_alloc, b._kmem_slab_free
-
-    def kmem_alloc(nbytes, align, f, req):
-        va = orig_alloc(nbytes, align, f, req)
-        if va is not None:
-            if nbytes == zs and align == zs:
-                ords[va] = nzones[0]
-                kmem.append([cur[0], "A", "zone", nzones[0], f])
-                nzones[0] += 1
-            else:
-                large.add(va)
-                kmem.append([cur[0], "A", "large", nbytes, f])
-        return va
-
-    def kmem_free(va, nbytes):
-        if va in large:
-            large.discard(va)
-            kmem.append([cur[0], "F", "large", nbytes])
-        else:
-            kmem.append([cur[0], "F", "zone", ords.pop(va), nbytes])
-        return orig_free(va, nbytes)
-
-    b._kmem_slab_alloc, b._kmem_slab_free = kmem_alloc, kmem_free
-
-    def norm(p):
-        if p is None or p == zlp:
-            return None if p is None else "ZLP"
-        if p in large:
-            return "L"
-        base = p & ~(zs - 1)
-        return [ords[base], p - base]
-
-    def state():
-        gd = b.slgd[0]
-        za = {str(zi): [[ords[z.base], z.nfree, z.first_free_pg, z.ualloc, z.nmax, z.chunk] for z in reversed(zl)]
-              for zi, zl in enumerate(gd.zone_ary) if zl}
-        return {"zone_ary": za, "free_zones": [len(gd.free_zones), [ords[z.base] for z in reversed(gd.free_zones)]]}
-
     want_states = {i for i, _ in seq["states"]}
     out = {"results": [], "zeroed": [], "states": [], "panic_at": None}
     handles = []
     try:
         for i, op in enumerate(seq["ops"]):
-            cur[0] = i
+            rig.cur = i
             if op[0] == "m":
                 _, size, flags = op
-                p = k.malloc(size, t, flags)
-                if flags & M_ZERO and p not in (None, zlp):
-                    out["zeroed"].append([i, int(not any(k.read(p, size)))])
+                rig.returned(k, i, k.malloc(size, t, flags), size, flags & M_ZERO, out, handles)
             elif op[0] == "r":
                 _, h, size, flags = op
-                p = k.realloc(handles[h], size, t, flags)
+                rig.returned(k, i, k.realloc(handles[h], size, t, flags), size, False, out, handles)
             else:
                 k.free(handles[op[1]], t)
-                p = False
-            if p is not False:
-                out["results"].append(norm(p))
-                if p not in (None, zlp):
-                    k.write(p, b"\xa5" * size)   # the harness's fill: makes reused memory dirty
-                handles.append(p)
             if i in want_states:
-                out["states"].append([i, state()])
+                out["states"].append([i, rig.zone_state(k.backend.slgd[0])])
     except KernelPanic:
-        out["panic_at"] = cur[0]
-    out["kmem"] = kmem
-    out["final"] = state()
-    out["zones_created"] = sum(1 for e in kmem if e[1:3] == ["A", "zone"])
-    out["zones_released"] = sum(1 for e in kmem if e[1:3] == ["F", "zone"])
+        out["panic_at"] = rig.cur
+    out["kmem"] = rig.events
+    out["final"] = rig.zone_state(k.backend.slgd[0])
+    out["zones_created"], out["zones_released"] = rig.counts()
     c = k.type_counters(t)
     out["type_counters"] = [c["memuse"], c["inuse"], c["calls"]]
     return out
@@ -130,12 +81,7 @@ def test_documented_deviations(seq):
 @pytest.mark.parametrize("seq", [s for s in REF["sequences"] if "xfail" not in s], ids=lambda s: s["name"])
 def test_sequence_matches_c(seq):
     got = replay(seq)
-    assert got["panic_at"] == seq["panic_at"], (seq["c_panic"], got["panic_at"])
-    n = len(seq["results"])
-    for i, (w, g) in enumerate(zip(seq["results"], got["results"][:n])):
-        assert g == w, f"result of m/r op #{i}: C {w}, kalloc {g}"
-    assert len(got["results"]) == n
-    assert got["zeroed"] == seq["zeroed"]
+    assert_results_match(seq, got)
     assert got["kmem"] == seq["kmem"]
     assert (got["zones_created"], got["zones_released"]) == (seq["zones_created"], seq["zones_released"])
     for (i, w), (j, g) in zip(seq["states"], got["states"]):

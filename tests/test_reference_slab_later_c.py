@@ -40,6 +40,7 @@ import kalloc
 from kalloc import M_ZERO
 from kalloc.backends.slab import CHUNK_SIZES, first_offset, zone_nmax
 from kalloc.errors import KernelPanic
+from slab_c_rig import SlabRig, assert_results_match
 
 REFDIR = Path(__file__).parent / "reference"
 LATER = json.loads((REFDIR / "slab_later_sequences.json").read_text())
@@ -85,71 +86,33 @@ def digest(sj):
 
 def replay(seq, header="seq"):
     """Run the ops on kalloc; return the same normalised record the C harness produced."""
-    zs = seq["zone_size"]
     k = boot(seq, header)
-    b = k.backend
-    zlp = b.zero_length_ptr
+    rig = SlabRig(k, seq["zone_size"])
     t = kalloc.MallocType("t")
-    ords, large, nzones = {}, set(), [0]
-    events, cur, queue = [], [0], []
-    orig_alloc, orig_free = b._kmem_slab_alloc, b._kmem_slab_free
-
-    def norm(p):
-        if p is None or p == zlp:
-            return None if p is None else "ZLP"
-        if p in large:
-            return "L"
-        base = p & ~(zs - 1)
-        return [ords[base], p - base]
-
-    def kmem_alloc(nbytes, align, f, req):
-        va = orig_alloc(nbytes, align, f, req)
-        if va is not None:
-            if nbytes == zs and align == zs:
-                ords[va] = nzones[0]
-                events.append([cur[0], "A", "zone", nzones[0], f])
-                nzones[0] += 1
-            else:
-                large.add(va)
-                events.append([cur[0], "A", "large", nbytes, f])
-        return va
-
-    def kmem_free(va, nbytes):
-        if va in large:
-            large.discard(va)
-            events.append([cur[0], "F", "large", nbytes])
-        else:
-            events.append([cur[0], "F", "zone", ords.pop(va), nbytes])
-        return orig_free(va, nbytes)
+    events, queue = rig.events, []
 
     def on_ipi(src, dst, func, args):    # lwkt_send_ipiq: queued until an 'i' op runs it
-        events.append([cur[0], "I", src, dst, norm(args[0])])
+        events.append([rig.cur, "I", src, dst, rig.norm(args[0])])
         queue.append((dst, func, args))
 
-    b._kmem_slab_alloc, b._kmem_slab_free = kmem_alloc, kmem_free
     k.machine.ipi_handler = on_ipi
 
     def state():
-        return [{"zone_ary": {str(zi): [[ords[z.base], z.nfree, z.first_free_pg, z.ualloc, z.nmax, z.chunk]
-                                        for z in reversed(zl)] for zi, zl in enumerate(gd.zone_ary) if zl},
-                 "free_zones": [len(gd.free_zones), [ords[z.base] for z in reversed(gd.free_zones)]]}
-                for gd in b.slgd]
+        return [rig.zone_state(gd) for gd in k.backend.slgd]
 
     want_states = {i for i, _ in seq["states"]}
     out = {"results": [], "zeroed": [], "states": [], "state_digests": [], "panic_at": None}
     handles = []
     try:
         for i, op in enumerate(seq["ops"]):
-            cur[0] = i
-            p = False
+            rig.cur = i
             if op[0] == "m":
                 size, flags = op[1], op[2]
-                p = k.malloc(size, t, flags, cpu=cpu_of(op))
-                if flags & M_ZERO and p not in (None, zlp):
-                    out["zeroed"].append([i, int(not any(k.read(p, size)))])
+                rig.returned(k, i, k.malloc(size, t, flags, cpu=cpu_of(op)), size, flags & M_ZERO, out, handles)
             elif op[0] == "r":
                 size = op[2]
-                p = k.realloc(handles[op[1]], size, t, op[3], cpu=cpu_of(op))
+                rig.returned(k, i, k.realloc(handles[op[1]], size, t, op[3], cpu=cpu_of(op)), size, False, out,
+                             handles)
             elif op[0] == "f":
                 k.free(handles[op[1]], t, cpu=cpu_of(op))
             else:                                   # ['i', cpu, n]: the n oldest IPIs for cpu, in order
@@ -160,23 +123,17 @@ def replay(seq, header="seq"):
                         continue
                     _, func, args = queue.pop(j)
                     n -= 1
-                    events.append([i, "D", op[1], norm(args[0])])
+                    events.append([i, "D", op[1], rig.norm(args[0])])
                     func(*args)
-            if p is not False:
-                out["results"].append(norm(p))
-                if p not in (None, zlp):
-                    k.write(p, b"\xa5" * size)       # the harness's fill: reused memory is dirty
-                handles.append(p)
             st = state()
             out["state_digests"].append(digest(st))
             if i in want_states:
                 out["states"].append([i, st])
     except KernelPanic:
-        out["panic_at"] = cur[0]
+        out["panic_at"] = rig.cur
     out["events"] = events
     out["final"] = state()
-    out["zones_created"] = sum(1 for e in events if e[1:3] == ["A", "zone"])
-    out["zones_released"] = sum(1 for e in events if e[1:3] == ["F", "zone"])
+    out["zones_created"], out["zones_released"] = rig.counts()
     out["ipis_sent"] = sum(1 for e in events if e[1] == "I")
     out["ipis_pending"] = len(queue)
     c = k.type_counters(t)
@@ -185,12 +142,7 @@ def replay(seq, header="seq"):
 
 
 def assert_matches(seq, got):
-    assert got["panic_at"] == seq["panic_at"], (seq["c_panic"], got["panic_at"])
-    n = len(seq["results"])
-    for i, (w, g) in enumerate(zip(seq["results"], got["results"][:n])):
-        assert g == w, f"result of m/r op #{i}: C {w}, kalloc {g}"
-    assert len(got["results"]) == n
-    assert got["zeroed"] == seq["zeroed"]
+    assert_results_match(seq, got)
     for w, g in zip(seq["events"], got["events"]):
         assert g == w, f"event at op {w[0]}: C {w}, kalloc {g}"
     assert got["events"] == seq["events"]
