@@ -177,14 +177,19 @@ class Backend:
     def counters(self) -> dict:
         return {c: getattr(self, c) for c in COUNTERS}
 
-    # realloc's two shared steps, for backends that keep ``self.ncpus`` and ``self.vm``, as
-    # the built-in ones do.
+    # realloc's shared steps, for backends that keep ``self.ncpus``, ``self.vm`` and the
+    # ``self.live`` dict (address -> type), as the built-in ones do.
     def _realloc_args(self, size, flags, cpu) -> tuple[int, int]:
         """realloc's argument guard: (size, flags) as plain ints, or the error naming realloc."""
         f = FLAG_INT.get(flags, -1)
         if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
             return check_args(size, flags, cpu, self.ncpus, "realloc")
         return size, f
+
+    def _realloc_owned(self, addr, mtype) -> None:
+        """The block must be a live allocation of ``mtype``; else the bad free, naming realloc."""
+        if self.live.get(addr, self.live) is not mtype:   # `live` as default: never a MallocType
+            raise bad_free(self, addr, mtype, self.live, "realloc")
 
     def _realloc_move(self, addr, old: int, size: int, mtype, f: int, cpu: int):
         """realloc when the block cannot stay: malloc, copy min(size, old) bytes, free the

@@ -102,8 +102,7 @@ class BumpBackend(Backend):
         size, f = self._realloc_args(size, flags, cpu)
         if addr is None or addr == 0:
             return self.malloc(size, mtype, f, cpu)
-        if self.live.get(addr, self.live) is not mtype:
-            raise bad_free(self, addr, mtype, self.live, "realloc")
+        self._realloc_owned(addr, mtype)
         return self._realloc_move(addr, self.sizes[addr], size, mtype, f, cpu)
 
     def usable_size(self, addr) -> int:

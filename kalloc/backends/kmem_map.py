@@ -470,8 +470,7 @@ class KmemMapBackend(Backend):
         size, f = self._realloc_args(size, flags, cpu)
         if addr is None or (addr.__class__ is int and addr == 0):
             return self.malloc(size, mtype, f, cpu)
-        if self.live.get(addr, self.live) is not mtype:
-            raise bad_free(self, addr, mtype, self.live, "realloc")
+        self._realloc_owned(addr, mtype)
         alloc = self._alloc_size(addr)
         if size <= alloc and (size > alloc >> 1 or alloc == MINALLOCSIZE):
             self.lock_acquires += 1              # Giant: 4.8's realloc itself takes no spl

@@ -723,8 +723,7 @@ class SlabBackend(Backend):
         size, f = self._realloc_args(size, flags, cpu)
         if addr is None or (addr.__class__ is int and (addr == 0 or addr == self.zero_length_ptr)):
             return self.malloc(size, mtype, f, cpu)
-        if self.live.get(addr, self.live) is not mtype:
-            raise bad_free(self, addr, mtype, self.live, "realloc")
+        self._realloc_owned(addr, mtype)
         if size == 0:
             self.free(addr, mtype, cpu)
             return None
