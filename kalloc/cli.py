@@ -71,6 +71,12 @@ def _workload_args(p: argparse.ArgumentParser, many: bool) -> None:
                    help="workload parameter, e.g. packets=500 or net.packets=500")
     g.add_argument("--cost", action="append", metavar="NAME=CYCLES", dest="costs",
                    help="override a price of the cost model (docs/cost-model.md)")
+    _warmup_arg(g, "(default: each workload's own, see `kalloc workloads`)")
+
+
+def _warmup_arg(g, default: str) -> None:
+    g.add_argument("--warmup", metavar="N", help="allocator operations (malloc, free, realloc) run before "
+                                                 f"measuring starts {default}")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -98,6 +104,7 @@ def make_parser() -> argparse.ArgumentParser:
     _machine_args(s, many=True, cpu_lists=False)
     s.add_argument("--cost", action="append", metavar="NAME=CYCLES", dest="costs",
                    help="override a price of the cost model (docs/cost-model.md)")
+    _warmup_arg(s, "(default 0)")
     s.add_argument("--no-pipeline", action="store_true",
                    help="parse the trace in this process (default: in a second process, overlapping "
                         "the simulation, when the machine has two CPUs or more; same results)")
@@ -120,7 +127,7 @@ def _config(args, default_ncpus=(1,), single=()):
     file = load_toml(args.config) if getattr(args, "config", None) else {}
     cli = {k: getattr(args, k, None) for k in
            ("backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
-            "format", "output", "repeat", "jobs", "plot", "executor", "scheduler", "trace")}
+            "format", "output", "repeat", "jobs", "plot", "executor", "scheduler", "trace", "warmup")}
     cli["options"] = parse_assignments(getattr(args, "sets", None), "--set")
     cli["params"] = parse_assignments(getattr(args, "params", None), "--param")
     cli["costs"] = parse_assignments(getattr(args, "costs", None), "--cost")
@@ -180,7 +187,7 @@ def cmd_list(args, which: str) -> str:
 
 def _spec(cfg, backend: str, workload: str, ncpus: int, seed: int) -> RunSpec:
     return RunSpec(backend, workload, ncpus, seed, cfg.physmem, cfg.arch, cfg.options_for(backend),
-                   cfg.params_for(workload), cfg.costs)
+                   cfg.params_for(workload), cfg.costs, cfg.warmup)
 
 
 def cmd_info(args) -> str:
@@ -219,7 +226,7 @@ def _replays(cfg, path: str, ncpus: int | None, pipeline: bool | None = None) ->
     bar = _progress_lines()
     try:
         return replay_backends(path, [(b, cfg.options_for(b)) for b in cfg.backends], ncpus, cfg.physmem,
-                               cfg.arch, cfg.costs, cfg.seed, bar, pipeline)
+                               cfg.arch, cfg.costs, cfg.seed, bar, pipeline, cfg.warmup or 0)
     finally:
         if bar:
             sys.stderr.write("\n")           # end the progress line

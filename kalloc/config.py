@@ -21,6 +21,9 @@ Every command-line option can come from the file; the command line wins.  A file
     [costs]                  # cycle prices (docs/cost-model.md); preset = "2003" | "modern"
     ipi_send = 1500
 
+    [run]                    # how runs are measured
+    warmup = 5000            # allocator operations before measuring (default: the workload's own)
+
 Unknown keys, wrong types and bad values are errors (ValueError with a message that
 names the key), never silently ignored.
 """
@@ -40,7 +43,8 @@ from kalloc.workload import resolve_params
 
 TOP_KEYS = {"backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
             "repeat", "jobs", "format", "output", "plot", "trace", "options", "params", "costs",
-            "executor", "scheduler"}
+            "executor", "scheduler", "run"}
+RUN_KEYS = {"warmup"}
 FORMATS = ("table", "json", "csv")
 DEFAULT_WORKLOADS = ("tty", "net", "fs", "scsi", "larson", "prodcons")
 
@@ -61,6 +65,7 @@ class Config:
     trace: str | None = None
     executor: str = "local"
     scheduler: str | None = None
+    warmup: int | None = None               # None: each workload's own (replay: 0)
     options: dict = field(factory=dict)     # backend -> {option: value}
     params: dict = field(factory=dict)      # workload -> {param: value}
     costs: dict = field(factory=dict)
@@ -258,6 +263,13 @@ def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Conf
     costs = {**_table(file.get("costs", {}), "costs"), **cli.get("costs", {})}
     if "preset" in costs:
         costs["preset"] = _text(costs["preset"])
+    run = _table(file.get("run", {}), "run")
+    unknown = set(run) - RUN_KEYS
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} in [run] (known: {', '.join(sorted(RUN_KEYS))})")
+    warmup = cli.get("warmup") if cli.get("warmup") is not None else run.get("warmup")
+    if warmup is not None:
+        warmup = _int(warmup, "warmup", 0)
     arch = pick("arch", default="i386")
     if arch not in ARCHES:
         raise ValueError(f"unknown arch {arch!r} (known: {', '.join(ARCHES)})")
@@ -274,5 +286,5 @@ def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Conf
         jobs=_int(pick("jobs", default=1), "jobs", 1, 1024), format=fmt,
         output=_path(pick("output"), "output"), plot=_path(pick("plot"), "plot"),
         trace=_path(pick("trace"), "trace"), executor=executor, scheduler=_path(pick("scheduler"), "scheduler"),
-        options=options, params=params, costs=costs,
+        warmup=warmup, options=options, params=params, costs=costs,
     )

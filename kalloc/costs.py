@@ -3,8 +3,8 @@
 Backends count, the cost model prices.  A backend increments plain integers (locks
 taken, critical sections, IPIs sent, pages allocated, bytes zeroed, ...) and never calls
 this module, so it runs at full speed outside the harness.  The harness reads the
-counters before and after each operation and turns the difference into cycles with
-``CostModel.unit_prices``; waiting for a lock another CPU holds and IPI delivery latency are
+counters before and after each operation and turns the difference into cycles
+(kalloc.pricing); waiting for a lock another CPU holds and IPI delivery latency are
 *time*, handled by the harness in virtual time, not here.
 
 Defaults are the 2003 column of docs/research/costs.md (2 CPUs at 2.0 GHz, P4 Xeon class);
@@ -38,17 +38,8 @@ class CostModel:
     zero_per_kbyte: int = 1463        # cold bzero: 0.7 B/cycle -> 1463 cycles per KiB
     copy_per_kbyte: int = 2926        # cold memcpy: 0.35 B/cycle
     cache_miss: int = 250             # first touch of a cold object (miss to DRAM)
-
-    def unit_prices(self, ncpus: int) -> tuple:
-        """The price of one unit of each counter, in the order the harness reads them:
-
-        (base, lock, crit, cas, ipi, cold, page, zero/KiB, copy/KiB, shootdown)
-
-        An operation costs ``base`` plus the sum of its counter deltas times these (zero
-        and copy per KiB, rounded down); a lock also means splhigh/splx around it."""
-        return (self.op_base, self.lock_uncontended + self.spl, self.crit_section, self.cas_remote,
-                self.ipi_send, self.cache_miss, self.page_alloc + self.pmap_enter, self.zero_per_kbyte,
-                self.copy_per_kbyte, self.tlb_shootdown + max(0, ncpus - 2) * self.tlb_shootdown_per_cpu)
+    coherence_miss: int = 250         # a shared line fetched from the CPU that wrote it last
+    tlb_flush: int = 500              # invltlb (cr3 reload) and the refills after it (inf.)
 
     @classmethod
     def from_config(cls, values: dict) -> "CostModel":
@@ -71,5 +62,6 @@ PRESETS = {
     "modern": CostModel(clock_hz=3_000_000_000, crit_section=4, spl=4, lock_uncontended=32,
                         lock_handoff=100, cas_remote=210, ipi_send=300, ipi_latency=2000,
                         ipi_receive=1000, page_alloc=200, pmap_enter=250, tlb_shootdown=5000,
-                        zero_per_kbyte=228, copy_per_kbyte=410, cache_miss=300),
+                        zero_per_kbyte=228, copy_per_kbyte=410, cache_miss=300, coherence_miss=100,
+                        tlb_flush=500),
 }

@@ -66,33 +66,93 @@ def _ratio(a: dict | None, b: dict | None) -> str:
     return ">1000" if r > 1000 else f"x{r:.2f}"
 
 
+def _inverse_ratio(a: dict | None, b: dict | None) -> str:
+    """The first backend's cost over this one's: higher is better, as for throughput."""
+    if not a or not b or not a["mean"]:
+        return "-"
+    return _ratio(b, a)
+
+
 def compare_table(records: list) -> str:
-    """Backends side by side for each (workload, ncpus), ratios against the first."""
+    """Backends side by side for each (workload, ncpus), ratios against the first.  A
+    replayed trace's block compares cycles per operation: its throughput is the trace's."""
     rows = []
     first: dict = {}
-    for s in summarize(records):
+    summary = summarize(records)
+    for s in summary:
         key = (s["workload"], s["ncpus"])
         ref = first.setdefault(key, s)
         thr, fp = s.get("throughput_ops_per_mcycle"), s.get("peak_growth_bytes")
         mk, lw = s.get("makespan_cycles"), s.get("lock_wait_cycles")
+        cpo = s.get("cycles_per_op")
+        vs = (_inverse_ratio(ref.get("cycles_per_op"), cpo) if s["replay"]
+              else _ratio(thr, ref.get("throughput_ops_per_mcycle")))
         wait_pct = f"{100 * lw['mean'] / (mk['mean'] * s['ncpus']):.1f}" if lw and mk and mk["mean"] else "-"
+        share = s.get("allocator_share")
         rows.append([
-            s["workload"] if ref is s else "", s["ncpus"] if ref is s else "", s["backend"],
-            _fmt_stat(thr), _ratio(thr, ref.get("throughput_ops_per_mcycle")), wait_pct,
+            s["workload"] if ref is s else "", s["ncpus"] if ref is s else "",
+            s["backend"] + (" (giant)" if s["giant"] else ""),
+            _fmt_stat(thr), _fmt_stat(cpo, digits=0), vs,
+            f"{100 * share['mean']:.1f}" if share else "-",
+            _fmt_stat(s.get("malloc_p99"), digits=0), _fmt_stat(s.get("malloc_max"), digits=0), wait_pct,
             _fmt_stat(s.get("ipis"), digits=0), _fmt_stat(fp, 1024, 0),
             _ratio(fp, ref.get("peak_growth_bytes")), _fmt_stat(s.get("overhead_ratio"), digits=2),
             _fmt_stat(s.get("bytes_zeroed"), 1024, 0), _fmt_stat(s.get("failed"), digits=0),
             s["panics"] or "",
         ])
-    headers = ["workload", "cpus", "backend", "ops/Mcycle", "vs 1st", "lock wait %", "IPIs",
-               "grown KiB", "vs 1st", "overhead", "zeroed KiB", "failed", "panics"]
-    runs = {s["runs"] for s in summarize(records)}
-    legend = ("ops/Mcycle: allocator operations per million simulated cycles (higher is better); "
-              "vs 1st: ratio to the first backend of the block; lock wait %: share of CPU time spent "
-              "waiting for a global lock; grown KiB: peak memory the allocator wired during the run, above "
-              "what it wired at boot; overhead: grown / peak requested bytes; " +
-              (f"mean ±stdev over {max(runs)} seeds" if max(runs) > 1 else "one seed per cell"))
+    headers = ["workload", "cpus", "backend", "ops/Mcycle", "cycles/op", "vs 1st", "alloc %", "malloc p99",
+               "malloc max", "lock wait %", "IPIs", "grown KiB", "vs 1st", "overhead", "zeroed KiB", "failed",
+               "panics"]
+    runs = max(s["runs"] for s in summary)
+    legend = ("measured phase only (after each run's warm-up). ops/Mcycle: allocator operations per million "
+              "simulated cycles of makespan (higher is better); cycles/op: allocator and IPI-handler cycles per "
+              "operation; vs 1st: ratio to the first backend of the block, higher is better: throughput, or for "
+              "a replayed trace (whose throughput the trace fixes) the first's cycles/op over this one's; "
+              "alloc %: allocator and handler share of busy cycles; malloc p99, max: latency in cycles, lock "
+              "waiting included; lock wait %: share of CPU time spent waiting for the global lock; grown KiB: "
+              "peak memory wired above boot; overhead: grown / requested bytes at that peak; " +
+              ("(giant): the what-if of all kernel work under one lock; " if any(s["giant"] for s in summary)
+               else "") +
+              (f"mean ±stdev over {runs} seeds" if runs > 1 else "one seed per cell"))
     return tabulate(rows, headers=headers, disable_numparse=True) + "\n\n" + legend + "\n"
+
+
+def latency_table(rec: dict) -> str:
+    """The latency of each kind of operation, in cycles (count, mean, percentiles, max)."""
+    rows = [{"operation": kind, **{k: (f"{v:,.1f}" if k == "mean" else f"{v:,}") for k, v in lat.items()}}
+            for kind, lat in rec["latency"].items()]
+    return tabulate(rows, headers="keys", disable_numparse=True) + "\n"
+
+
+def cpus_table(rec: dict) -> str:
+    """Each CPU's measured time, and which one is the bottleneck when one is: the CPU
+    with the most busy cycles, named when it is busy 90 % of the makespan or more and
+    the others are idle a tenth of it or more."""
+    cpus = rec["cpus"]
+    rows = [{"cpu": c["cpu"], **{k.replace("_cycles", ""): f"{v:,}" for k, v in c.items() if k != "cpu"}}
+            for c in cpus]
+    out = tabulate(rows, headers="keys", disable_numparse=True) + "\n"
+    hot = bottleneck(rec)
+    if hot is not None:
+        out += f"cpu {hot} is the bottleneck: busy {_busy_pct(rec, hot):.0f} % of the makespan while the others idle\n"
+    return out
+
+
+def _busy_pct(rec: dict, cpu: int) -> float:
+    span = rec["sim"]["makespan_cycles"]
+    return 100 * rec["cpus"][cpu]["busy_cycles"] / span if span else 0.0
+
+
+def bottleneck(rec: dict) -> int | None:
+    """The CPU that bounds the run, if one does (see cpus_table)."""
+    cpus, span = rec["cpus"], rec["sim"]["makespan_cycles"]
+    if len(cpus) < 2 or not span:
+        return None
+    hot = max(cpus, key=lambda c: (c["busy_cycles"], -c["cpu"]))
+    others = [c for c in cpus if c is not hot]
+    if hot["busy_cycles"] >= 0.9 * span and all(c["idle_cycles"] >= 0.1 * span for c in others):
+        return hot["cpu"]
+    return None
 
 
 def render(data: list, fmt: str, table) -> str:
@@ -137,10 +197,10 @@ def scale_table(rows: list) -> str:
 
 def run_report(rec: dict) -> str:
     """The full report of one run: the summary line, then every section of the record."""
-    parts = [compare_table([rec])]
-    for title, section in (("operations", rec["ops"]), ("simulated time", rec["sim"]),
+    parts = [compare_table([rec]), "latency (cycles)\n" + latency_table(rec), "cpus (cycles)\n" + cpus_table(rec)]
+    for title, section in (("warm-up", rec["warmup"]), ("operations", rec["ops"]), ("simulated time", rec["sim"]),
                            ("memory", rec["memory"]), ("zeroing", rec["zeroing"]),
-                           ("backend counters", rec["counters"]),
+                           ("counters", rec["counters"]), ("machine", rec["machine"]),
                            ("workload counters", rec.get("workload_counts") or {}),
                            ("dma", rec.get("dma") or {}), ("trace", rec.get("trace") or {})):
         rows = flatten(section)                  # dma's facilities are nested: isa.starts, ...

@@ -3,26 +3,45 @@
 Deterministic: the same RunSpec gives the same record, byte for byte (``wall_seconds``
 aside); nothing reads a clock except that field.
 
+Three parts, each reading top-down: **time** is here (the engine, each CPU's clock, the
+global lock, IPI and TLB-invalidation interrupts, sleeping threads); **pricing**
+(kalloc.pricing) turns the counters an operation moved into cycles; **metrics**
+(kalloc.metrics) records phases, latency, per-CPU time and memory.
+
 How time passes
 ---------------
-Each simulated CPU has a clock, ``free_at[cpu]``: when it finishes what it is doing.  A
-thread's next operation is an engine event at the time the thread is ready; it starts
-when its CPU is free, runs, and the CPU is busy for the operation's cost::
+Each simulated CPU has a clock, ``clock[cpu]``: when it finishes what it is doing.  A
+thread's next allocator operation is an engine event at the time the thread is ready; it
+starts when its CPU is free, runs, and the CPU is busy for the operation's cost::
 
-    cpu0  |--malloc--|--work--------|--free--|          |-IPI handler-|
+    cpu0  |--malloc--|--work-----[IPI handler]----|--free--|
     cpu1       |...wait lock...|--malloc--|--free(remote)-->  (ipi_latency)
                     ^ kmem_map's global lock is held by cpu0
 
-The cost of an operation is priced from the counters it moved (kalloc.costs): the
-backend counts locks, critical sections, IPIs, pages and zeroed bytes; the harness
-reads them before and after.  Waiting is time, not price:
-
+* **Work** (``work(cycles)``) is interruptible: an interrupt that arrives during it runs at
+  once and pushes the rest of the work later.  Allocator operations and handlers are not
+  (crit_enter, splhigh): an interrupt arriving during one runs when it ends.  ``idle(cycles)``
+  takes the thread off its CPU: the CPU is idle unless something else runs there.
+  A thread's work right after its operation is folded into that operation's event, and an
+  operation due before every other event runs without going through the event heap:
+  neither changes the order of events.
 * **Global lock** (an operation that took ``lock_acquires``): it starts when the lock is
-  free, and holds it for its whole cost; a hand-off from another CPU adds the
-  cache-line transfer.  This is how kmem_map's splhigh/giant serialises CPUs.
-* **IPI** (``machine.send_ipi``): the sender pays ``ipi_send``; the handler runs on the
-  target ``ipi_latency`` cycles later, after whatever that CPU is doing, and costs
-  ``ipi_receive`` plus what it does (the slab's remote free).
+  free and holds it for the locked part of its cost (``lock_hold="serialised"``: all but a
+  bzero the backend does after unlocking, ``ZERO_UNDER_LOCK = False``, as 4.8's malloc does
+  after ``splx``); a hand-off from another CPU adds ``lock_handoff``.  The wait is part of the
+  operation's latency, and busy time: the CPU spins.  ``giant=True`` puts every operation,
+  work included, under that one lock (a what-if, labelled in the tables).
+* **IPI** (``machine.send_ipi``): the sender pays ``ipi_send``; the message arrives
+  ``ipi_latency`` cycles after the operation; with ``ipi_drain`` one interrupt
+  (``ipi_receive``) runs every message queued by then or while it runs, each costing the
+  work it does, as DragonFly's lwkt_process_ipiq drains its FIFO.  A passive message
+  (``send_ipi_passive``) raises no interrupt: it is processed with the next interrupt on its
+  CPU or, the CPU being free, when it arrives, without ``ipi_receive``.
+* **TLB invalidation** (``tlb_model="2003"``): each unmapping on SMP is an all-but-self
+  IPI the initiator does not wait for; every other CPU takes an interrupt
+  (``ipi_receive + tlb_flush``).
+* **Idle time** (``idle_zero``): a CPU that was idle zeroes free pages, as the idle loop's
+  vm_page_zero_idle does (kalloc.machine); it is accounted when the CPU next starts work.
 * **Sleep**: a backend that must sleep raises ``Deadlock`` before changing anything; the
   thread is parked and retries after the next free.  If nothing is left to run and
   someone still sleeps, the run stops with a ``Deadlock`` naming who waits for what.
@@ -34,27 +53,33 @@ from __future__ import annotations
 
 import statistics
 import time as _time
+from heapq import heappush
 
 import attrs
 from attrs import field, frozen
 
 from kalloc import __version__, plugins
+from kalloc.backends.base import COMMON_OPTIONS, COUNTERS, MACHINE_OPTIONS
 from kalloc.backends.debug import DebugBackend
 from kalloc.costs import CostModel
 from kalloc.dma import dma_stats
-from kalloc.engine import URGENT, Engine
+from kalloc.engine import NORMAL, URGENT, Engine
 from kalloc.errors import Deadlock, KernelPanic
 from kalloc.flags import ZERO
 from kalloc.malloc import boot
-from kalloc.workload import (CALL, FREE, GET, MALLOC, PUT, READ, REALLOC, WORK, WRITE, Context,
+from kalloc.metrics import Metrics
+from kalloc.pricing import Pricing
+from kalloc.workload import (CALL, FREE, GET, IDLE, MALLOC, PUT, READ, REALLOC, WORK, WRITE, Context,
                              resolve_params)
 
 SERIES_POINTS = 200
+HZ = 100            # clock interrupts a second (sys/conf/param.c, DragonFly 2003 and FreeBSD 4.8)
 
 
 @frozen
 class RunSpec:
-    """Everything that defines one run (picklable: runs go to other processes)."""
+    """Everything that defines one run (picklable: runs go to other processes).
+    ``warmup``: allocator operations before measuring starts; None, the workload's own."""
 
     backend: str
     workload: str
@@ -65,6 +90,7 @@ class RunSpec:
     options: dict = field(factory=dict)
     params: dict = field(factory=dict)
     costs: dict = field(factory=dict)
+    warmup: int | None = None
 
 
 class _Thread:
@@ -77,196 +103,296 @@ class _Thread:
 
 
 class Simulator:
-    """One run: a booted kernel, the engine, the CPUs' clocks and the handle table."""
+    """One run: a booted kernel, the engine, the CPUs' clocks, the lock and the handle table."""
 
-    def __init__(self, kernel, costs: CostModel):
+    def __init__(self, kernel, costs: CostModel, warmup: int = 0):
         self.k = kernel
         self.k_malloc, self.k_free, self.k_usable_size = kernel.malloc, kernel.free, kernel.usable_size
-        self.be = kernel.backend
+        self.be = be = kernel.backend
         self.vm = kernel.vm
-        self.m = kernel.machine
+        self.m = m = kernel.machine
         self.costs = costs
+        self.mech = {k: kernel.options.get(k, COMMON_OPTIONS[k].default) for k in MACHINE_OPTIONS}
+        for c in COUNTERS:                       # a backend that keeps fewer counters moves none
+            if not hasattr(be, c):
+                setattr(be, c, 0)
         self.engine = Engine()
-        n = self.m.ncpus
+        n = self.ncpus = m.ncpus
         self.clock = [0] * n
-        self.busy = [0] * n
+        self.irq_ok = [0] * n        # from when an interrupt may run (the end of the last uninterruptible part)
+        self.irq_end = [0] * n       # the end of the last interrupt (messages arriving before it join it)
         self.lock_free_at = 0
         self.lock_owner = -1
-        self.lock_wait = 0
         self.handles: dict = {}
         self.next_handle = 0
         self.mtypes: dict = {}
         self.blocked: list = []
         self.waiters: dict = {}      # id(queue) -> [threads]
-        self.pending_ipis: list = []
+        self.pending: list = []      # IPI messages sent by the operation being priced
         self.ops = {"malloc": 0, "free": 0, "realloc": 0, "failed": 0}
-        self.live_req = self.live_usable = 0
-        self.peak_req = 0
-        self.frag_at_peak = 0
-        self.zero_req = 0
-        self.series: list = []
-        self.nops = 0
-        self.boot_fp = self.peak_fp = kernel.footprint()
-        self.zero0 = self.vm.bytes_zeroed
+        self.ipi_interrupts = self.tlb_interrupts = self.passive_runs = self.tlb_ipis = 0
+        self.latched = [False] * n   # an IPI arrived during the drain: one more interrupt after it
+        self.parked = [[] for _ in range(n)]   # passive messages waiting for a drain
+        self.tick_due = [False] * n
+        self.tick = costs.clock_hz // HZ
+        self.chunk_cpu: dict = {}    # address -> the CPU that freed it (coherence)
+        self.coherent = self.mech["coherence"] and n > 1
+        self.giant = self.mech["giant"]
+        self.drain = self.mech["ipi_drain"]
+        self.zero_idle = m.zero_idle if self.mech["idle_zero"] else None
+        self.page_cycles = 4 * costs.zero_per_kbyte
+        self.unlocked_zero = self.mech["lock_hold"] == "serialised" and not getattr(be, "ZERO_UNDER_LOCK", True)
+        self.metrics = Metrics(n, warmup, kernel.footprint())
+        self.pricing = Pricing(kernel, costs, self.metrics, self.mech["kernel_build"], self.mech["tlb_model"])
+        self._base, self._handoff = costs.op_base, costs.lock_handoff
+        self._lat_m, self._lat_f = self.metrics.lat["malloc"], self.metrics.lat["free"]
         self.m.ipi_handler = self._ipi
-        base, lock, crit, cas, ipi, cold, page, zero, copy, shoot = costs.unit_prices(n)
-        self._base, self._hot_prices = base, (lock, crit, cold)
-        self._rare_prices = (cas, ipi, page, shoot, zero, copy)
-        self._page_size = self.m.arch.page_size
-        self.fp = self.boot_fp
-        self._last = self._counts()
-        self.debug = isinstance(self.be, DebugBackend)
+        self.m.passive_handler = self._passive
+        self.debug = isinstance(be, DebugBackend)
+        self.zero0 = self.vm.bytes_zeroed
 
-    # --- counters and prices ------------------------------------------------------------
-    # Every backend or VM call the harness makes is inside a priced section that ends
-    # with _charge, so the counters read at the end of one operation are those at the
-    # start of the next: one read per operation.  The three the fast paths move (locks,
-    # critical sections, cold allocations) are priced one by one; the rest are compared
-    # as one tuple and priced only when something moved.  Direct attribute reads: an
-    # attrgetter over the same ten counters costs three times as much.  _charge repeats
-    # the read of _counts in line: the call would add 4 % to a replay.
-    def _counts(self) -> tuple:
-        be, vm, m = self.be, self.vm, self.m
-        return (be.lock_acquires, be.crit_sections, be.cold_allocs,
-                (be.remote_cas, m.ipis, vm.pages_mapped, vm.tlb_shootdowns, vm.bytes_zeroed, vm.bytes_copied,
-                 m.free_count))
-
-    def _charge(self, cpu: int, start: int, cycles: int) -> int:
-        """Occupy ``cpu`` from ``start`` (and the global lock if the operation took it) for
-        ``cycles`` plus the price of the counters moved since the last charge; returns the
-        end time.  An operation passes its op_base, a WORK step its own cycles."""
-        be, vm, m = self.be, self.vm, self.m
-        lock, crit, cold = be.lock_acquires, be.crit_sections, be.cold_allocs
-        rare = (be.remote_cas, m.ipis, vm.pages_mapped, vm.tlb_shootdowns, vm.bytes_zeroed, vm.bytes_copied,
-                m.free_count)
-        l0, c0, k0, r0 = self._last
-        self._last = (lock, crit, cold, rare)
-        p_lock, p_crit, p_cold = self._hot_prices
-        cost = cycles + (lock - l0) * p_lock + (crit - c0) * p_crit + (cold - k0) * p_cold
-        if rare != r0:
-            cas, ipis, pages, shoot, zeroed, copied, free_count = rare
-            p_cas, p_ipi, p_page, p_shoot, p_zero, p_copy = self._rare_prices
-            cost += ((cas - r0[0]) * p_cas + (ipis - r0[1]) * p_ipi + (pages - r0[2]) * p_page
-                     + (shoot - r0[3]) * p_shoot + ((zeroed - r0[4]) * p_zero + (copied - r0[5]) * p_copy) // 1024)
-            if free_count != r0[6]:              # pages changed hands: a new footprint
-                self.fp = fp = (self.m.npages - free_count) * self._page_size
-                if fp > self.peak_fp:
-                    self.peak_fp = fp
-        if lock != l0:
-            if start < self.lock_free_at:
-                self.lock_wait += self.lock_free_at - start
-                start = self.lock_free_at
+    # --- pricing an operation in time ---------------------------------------------------------
+    def _priced(self, cpu: int, start: int, lat: dict | None, kind: int, extra: int = 0) -> int:
+        """The operation that just ran on ``cpu`` from ``start``: its price (plus ``extra``:
+        an interrupt's entry and exit), the lock, its latency (into ``lat``), the interrupts it
+        caused; returns its end.  ``kind``: which of the per-CPU sums it goes to (ALLOC,
+        HANDLER, CALLS)."""
+        cost, locked = self.pricing.take()
+        cost += self._base + extra
+        wait = 0
+        if locked or self.giant:
+            free_at = self.lock_free_at
+            if start < free_at:
+                wait = free_at - start
             if self.lock_owner != cpu and self.lock_owner != -1:
-                cost += self.costs.lock_handoff
-            self.lock_free_at = start + cost
+                cost += self._handoff
+            hold = cost - self.pricing.zero_cycles if self.unlocked_zero else cost
+            self.lock_free_at = start + wait + hold
             self.lock_owner = cpu
-        end = start + cost
-        self.clock[cpu] = end
-        self.busy[cpu] += cost
-        if self.pending_ipis:
-            for dst, func, args in self.pending_ipis:
-                self.engine.schedule(end + self.costs.ipi_latency, self._interrupt, dst, func, args,
-                                     priority=URGENT)
-            self.pending_ipis.clear()
-        self.nops = n = self.nops + 1
-        if not n & 63:
-            self.series.append((end, self.fp, self.live_req))
+            self.metrics.wait[cpu] += wait
+        took = wait + cost
+        end = start + took
+        self.clock[cpu] = self.irq_ok[cpu] = end
+        mt = self.metrics
+        (mt.alloc, mt.handler, mt.calls)[kind][cpu] += took
+        if lat is not None:
+            lat[took] = lat.get(took, 0) + 1
+        if self.pricing.shootdowns and self.pricing.per_page:
+            self._invalidate_others(cpu, end, self.pricing.shootdowns)
+        if self.pending:
+            self._send_pending(end)
         return end
+
+    def _count_op(self, now: int) -> None:
+        """One more allocator operation: the warm-up may end, the series takes a point."""
+        mt = self.metrics
+        mt.nops = n = mt.nops + 1
+        if n == mt.warmup:
+            self._end_warmup(now)
+        if not n & 63:
+            mt.series.append((now, mt.fp, mt.live_req))
 
     def unpriced(self) -> None:
         """Drop what the counters moved since the last charge: an attempt that sleeps
         (``Deadlock``) undoes itself and is not priced; its retry after a free is."""
-        self._last = self._counts()
+        self.pricing.drop()
+        self.pending.clear()
 
+    # --- interrupts ---------------------------------------------------------------------------
     def _ipi(self, src, dst, func, args):
-        self.pending_ipis.append((dst, func, args))
+        self.pending.append((dst, func, args, False))
 
-    # --- running ----------------------------------------------------------------------------
-    def add_thread(self, cpu: int, name: str, gen, at: int = 0) -> None:
-        if not 0 <= cpu < self.m.ncpus:
-            raise ValueError(f"thread {name!r} wants cpu {cpu}, machine has {self.m.ncpus}")
-        t = _Thread(name, cpu, gen)
-        if self._advance(t, None):
-            self.engine.schedule(at, self._exec, t)
+    def _passive(self, src, dst, func, args):
+        self.pending.append((dst, func, args, True))
 
-    def _advance(self, t: _Thread, value) -> bool:
-        try:
-            t.op = t.gen.send(value)
-            return True
-        except StopIteration:
-            return False
+    def _send_pending(self, end: int) -> None:
+        at = end + self.costs.ipi_latency
+        engine = self.engine
+        for msg in self.pending:
+            engine.schedule(at, self._arrive, *msg, priority=URGENT)
+        self.pending.clear()
 
-    def _exec(self, t: _Thread) -> None:
+    def _interrupt_start(self, dst: int, now: int) -> int:
+        """When an interrupt arriving at ``now`` runs on ``dst``: at once unless dst is in an
+        allocator operation or a handler (then right after it)."""
+        start = self.irq_ok[dst]
+        if start < now:
+            start = now
+        if self.zero_idle is not None and self.clock[dst] < start:
+            self._idle(dst, self.clock[dst], start)
+        return start
+
+    def _arrive(self, dst: int, func, args, passive: bool) -> None:
+        """An IPI message reaches ``dst``'s queue (docs/research/mechanisms.md sections 2, 3).
+        A hardware one interrupts dst, unless an interrupt there has not finished by now:
+        then that interrupt's drain loop runs it, and its IPI, latched by the APIC, costs one
+        more (empty) interrupt after the drain, once per drain.  A new interrupt also runs
+        the passive messages waiting in the queue.  A passive message interrupts nobody: it
+        waits for the next drain, an interrupt or dst's next clock tick."""
         now = self.engine.now
-        cpu = t.cpu
-        if self.clock[cpu] > now:
-            self.engine.schedule(self.clock[cpu], self._exec, t)
+        if self.drain and self.irq_end[dst] > now:      # the running drain takes it
+            start, extra = self.irq_end[dst], 0
+            if not passive and not self.latched[dst]:
+                self.latched[dst] = True
+                extra = self.costs.ipi_receive
+                self.ipi_interrupts += 1
+        elif passive:
+            self.parked[dst].append((func, args))
+            tick = (now // self.tick + 1) * self.tick
+            if not self.tick_due[dst]:
+                self.tick_due[dst] = True
+                self.engine.schedule(tick, self._tick, dst, priority=URGENT)
             return
-        if self.debug:
-            self.be.site_hint = f"thread {t.name} (cpu {cpu}) at cycle {now}"
-        try:
-            result, end = self._do(t, now)
-        except Deadlock as e:
-            self.unpriced()
-            t.waiting = f"{e} [{t.name} on cpu {cpu}]"
-            self.blocked.append(t)
-            return
-        if result is _BLOCK:
-            return
-        self._next(t, result, end)
-
-    def _next(self, t: _Thread, result, end: int) -> None:
-        if self._advance(t, result):
-            self.engine.schedule(end, self._exec, t)
-
-    def _interrupt(self, dst: int, func, args) -> None:
-        start = max(self.engine.now, self.clock[dst])
+        else:
+            start, extra = self._interrupt_start(dst, now), self.costs.ipi_receive
+            self.latched[dst] = False
+            self.ipi_interrupts += 1
         func(*args)
-        self._charge(dst, start, self._base + self.costs.ipi_receive)
+        self._handler(dst, start, extra)
+        if self.parked[dst] and self.drain:
+            self._run_parked(dst, self.irq_end[dst])
         if self.blocked:
             self._wake()
+
+    def _tick(self, dst: int) -> None:
+        """dst's clock interrupt (hz a second): its IPI queue is drained (the passive
+        messages); the tick's own cost is not the allocator's."""
+        self.tick_due[dst] = False
+        if self.parked[dst]:
+            self._run_parked(dst, self._interrupt_start(dst, self.engine.now))
+            if self.blocked:
+                self._wake()
+
+    def _run_parked(self, dst: int, start: int) -> None:
+        parked, self.parked[dst] = self.parked[dst], []
+        for func, args in parked:
+            self.passive_runs += 1
+            func(*args)
+            self._handler(dst, start, 0)
+            start = self.irq_end[dst]
+
+    def _handler(self, dst: int, start: int, extra: int) -> None:
+        """Price a handler that ran on ``dst`` from ``start`` (``extra``: interrupt entry and
+        exit, flushes); interruptible work it cut into ends later by as much."""
+        clock = self.clock[dst]
+        end = self._priced(dst, start, self.metrics.lat["ipi_handler"], HANDLER, extra)
+        self.clock[dst] = (clock if clock > start else start) + (end - start)
+        self.irq_end[dst] = end
+
+    def _invalidate_others(self, cpu: int, end: int, n: int) -> None:
+        """smp_invltlb, ``n`` times (one per page mapped or unmapped): every other CPU takes
+        the invalidation interrupt each time (the sender's ICR spin spaces the IPIs further
+        apart than a receiver's handler lasts, so the APIC merges none)."""
+        self.tlb_ipis += n
+        at = end + self.costs.ipi_latency
+        for dst in range(self.ncpus):
+            if dst != cpu:
+                for _ in range(n):
+                    self.engine.schedule(at, self._tlb_arrive, dst, priority=URGENT)
+
+    def _tlb_arrive(self, dst: int) -> None:
+        self.tlb_interrupts += 1
+        start = self._interrupt_start(dst, self.engine.now)
+        self._handler(dst, start, self.costs.ipi_receive + self.costs.tlb_flush)
+
+    def _idle(self, cpu: int, since: int, until: int) -> None:
+        """``cpu`` was idle from ``since`` to ``until``: its idle loop zeroed free pages."""
+        self.zero_idle((until - since) // self.page_cycles)
+
+    # --- threads --------------------------------------------------------------------------------
+    def add_thread(self, cpu: int, name: str, gen, at: int = 0) -> None:
+        if not 0 <= cpu < self.ncpus:
+            raise ValueError(f"thread {name!r} wants cpu {cpu}, machine has {self.ncpus}")
+        t = _Thread(name, cpu, gen)
+        ready = self._advance(t, None, at)
+        if ready is not None:
+            self.engine.schedule(ready, self._exec, t)
+
+    def _advance(self, t: _Thread, value, ready: int):
+        """Send ``value`` to the thread and run what needs no event: work right after its
+        operation (its CPU still free at ``ready``), ``idle``, ``read`` and ``write``.  Returns
+        when the next operation is due (``t.op``), or None when the thread has ended."""
+        send = t.gen.send
+        clock = self.clock
+        cpu = t.cpu
+        try:
+            while True:
+                op = send(value)
+                code = op[0]
+                value = None
+                if code == WORK and not self.giant and clock[cpu] == ready:
+                    c = op[1]
+                    ready += c
+                    clock[cpu] = ready
+                    self.metrics.work[cpu] += c
+                elif code == IDLE:
+                    ready += op[1]
+                elif code == WRITE:
+                    self.k.write(self._handle(t, op)[0], op[2])
+                elif code == READ:
+                    value = self.k.read(self._handle(t, op)[0], op[2])
+                else:
+                    t.op = op
+                    return ready
+        except StopIteration:
+            return None
+
+    def _handle(self, t: _Thread, op: tuple) -> tuple:
+        try:
+            return self.handles[op[1]]
+        except (KeyError, TypeError):
+            raise ValueError(f"thread {t.name!r} used handle {op[1]!r}, which is not live") from None
+
+    def _exec(self, t: _Thread) -> None:
+        """The thread's operation is due now: run it, and the ones after it that are due
+        before any other event."""
+        engine = self.engine
+        queue = engine.queue
+        clock = self.clock
+        while True:
+            now = engine.now
+            cpu = t.cpu
+            if clock[cpu] > now:
+                engine.schedule(clock[cpu], self._exec, t)
+                return
+            if self.zero_idle is not None and clock[cpu] < now:
+                self._idle(cpu, clock[cpu], now)
+            if self.debug:
+                self.be.site_hint = f"thread {t.name} (cpu {cpu}) at cycle {now}"
+            try:
+                result, end = self._do(t, now)
+            except Deadlock as e:
+                self.unpriced()
+                t.waiting = f"{e} [{t.name} on cpu {cpu}]"
+                self.blocked.append(t)
+                return
+            if result is _BLOCK:
+                return
+            ready = self._advance(t, result, end)
+            if ready is None:
+                return
+            if queue and queue[0][0] <= ready:
+                heappush(queue, (ready, NORMAL, next(engine._seq), self._exec, (t,)))
+                return
+            engine.now = ready           # nothing else happens before: run it here
 
     def _do(self, t: _Thread, now: int):
         op = t.op
         code = op[0]
-        k, cpu = self.k, t.cpu
-        if code == WORK:
-            return None, self._charge(cpu, now, op[1])
+        cpu = t.cpu
         if code == MALLOC:
             _, size, tname, flags = op
-            mt = self._mtype(tname)
-            addr, end = self.malloc(cpu, now, size, mt, flags)
-            return (None if addr is None else self._bind(addr, mt, size, flags)), end
+            mt = self.mtypes.get(tname) or self._mtype(tname)
+            return self.malloc_at(cpu, now, size, mt, flags)
         if code == FREE:
-            addr, mt = self._unbind(op[1])[:2]
-            return None, self.free(cpu, now, addr, mt)
-        if code == REALLOC:
-            _, h, size, flags = op
-            addr, mt = self.handles[h][:2]
-            new = k.realloc(addr, size, mt, flags, cpu)
-            self.ops["realloc"] += 1
-            result = None
-            if new is None:
-                self.ops["failed"] += 1
-            else:
-                self._unbind(h)
-                result = self._bind(new, mt, size, flags)
-            end = self._charge(cpu, now, self._base)
-            if self.blocked:
-                self._wake()
-            return result, end
-        if code == WRITE:
-            k.write(self.handles[op[1]][0], op[2])
-            return None, now
-        if code == READ:
-            return k.read(self.handles[op[1]][0], op[2]), now
+            return None, self.free_at(cpu, now, op[1])
         if code == PUT:
             q = op[1]
             waiting = self.waiters.get(id(q))
             if waiting:
                 w = waiting.pop(0)
                 w.waiting = None
-                self._next(w, op[2], max(now, self.clock[w.cpu]))
+                self._resume(w, op[2], max(now, self.clock[w.cpu]))
             else:
                 q.append(op[2])
             return None, now
@@ -277,25 +403,81 @@ class Simulator:
             t.waiting = f"{t.name} on cpu {cpu} waits on an empty queue"
             self.waiters.setdefault(id(q), []).append(t)
             return _BLOCK, now
+        if code == REALLOC:
+            return self._realloc(t, op, now)
         if code == CALL:
-            result = op[1](k, *op[2])
-            return result, self._charge(cpu, now, self._base)
+            result = op[1](self.k, *op[2])
+            return result, self._priced(cpu, now, None, CALLS)
+        if code == WORK:                         # under giant, or after a gap: an event of its own
+            return None, self._work(cpu, now, op[1])
         raise ValueError(f"thread {t.name!r} yielded an unknown operation {op!r}")
 
-    def malloc(self, cpu: int, now: int, size: int, mt, flags: int):
-        """One priced malloc on cpu at time now: (address or None, end time)."""
+    def _resume(self, t: _Thread, value, ready: int) -> None:
+        ready = self._advance(t, value, ready)
+        if ready is not None:
+            self.engine.schedule(ready, self._exec, t)
+
+    def _work(self, cpu: int, now: int, cycles: int) -> int:
+        """Work as an event: under giant it holds the lock (prices no counter); else it
+        just occupies the CPU."""
+        wait = 0
+        if self.giant:
+            wait = self.lock_free_at - now if self.lock_free_at > now else 0
+            if self.lock_owner not in (cpu, -1):
+                cycles += self._handoff
+            self.lock_free_at = now + wait + cycles
+            self.lock_owner = cpu
+            self.metrics.wait[cpu] += wait
+        self.clock[cpu] = end = now + wait + cycles
+        self.metrics.work[cpu] += wait + cycles
+        return end
+
+    def _realloc(self, t: _Thread, op: tuple, now: int):
+        _, h, size, flags = op
+        cpu = t.cpu
+        addr, mt = self._handle(t, op)[:2]
+        new = self.k.realloc(addr, size, mt, flags, cpu)
+        self.ops["realloc"] += 1
+        result = None
+        if new is None:
+            self.ops["failed"] += 1
+        else:
+            self._unbind(h, now)
+            result = self._bind(new, mt, size, flags, now, cpu)
+        end = self._priced(cpu, now, self._lat_m, ALLOC)
+        self._count_op(now)
+        if self.blocked:
+            self._wake()
+        return result, end
+
+    # --- the allocator operations (threads and replay) --------------------------------------------
+    def malloc_at(self, cpu: int, now: int, size: int, mt, flags: int, h=None):
+        """One priced malloc on ``cpu`` at ``now``: (handle or None, end time).  ``h``: the
+        handle to bind (replay uses its keys); None, the next number."""
         addr = self.k_malloc(size, mt, flags, cpu)
         ops = self.ops
         ops["malloc"] += 1
         if addr is None:
             ops["failed"] += 1
-        return addr, self._charge(cpu, now, self._base)
+            end = self._priced(cpu, now, self._lat_m, ALLOC)
+            self._count_op(now)
+            return None, end
+        if self.coherent and self.chunk_cpu.pop(addr, cpu) != cpu:
+            self.m.lines.misses += 1             # the chunk's line is in the freeing CPU's cache
+        h = self._bind(addr, mt, size, flags, now, h)
+        end = self._priced(cpu, now, self._lat_m, ALLOC)
+        self._count_op(now)
+        return h, end
 
-    def free(self, cpu: int, now: int, addr: int, mt) -> int:
-        """One priced free; wakes sleepers.  Returns the end time."""
+    def free_at(self, cpu: int, now: int, h) -> int:
+        """One priced free of handle ``h``; wakes sleepers.  Returns the end time."""
+        addr, mt = self._unbind(h, now)[:2]
         self.k_free(addr, mt, cpu)
+        if self.coherent:
+            self.chunk_cpu[addr] = cpu
         self.ops["free"] += 1
-        end = self._charge(cpu, now, self._base)
+        end = self._priced(cpu, now, self._lat_f, ALLOC)
+        self._count_op(now)
         if self.blocked:
             self._wake()
         return end
@@ -306,29 +488,30 @@ class Simulator:
             mt = self.mtypes[tname] = self.k.malloc_type(tname)
         return mt
 
-    def _bind(self, addr: int, mt, size: int, flags: int, h=None) -> int:
+    def _bind(self, addr: int, mt, size: int, flags: int, now: int, h=None):
         """A handle for a new live allocation: the next number, or ``h`` (replay uses its keys)."""
         if h is None:
             h = self.next_handle
             self.next_handle = h + 1
         usable = self.k_usable_size(addr)
         self.handles[h] = (addr, mt, size, usable)
-        self.live_req += size
-        self.live_usable += usable
+        m = self.metrics
+        m.live_req += size
+        m.live_usable += usable
         if flags & ZERO:
-            self.zero_req += size
-        if self.live_req > self.peak_req:
-            self.peak_req = self.live_req
-            self.frag_at_peak = self.live_usable - self.live_req
+            m.zero_req += size
+        m.live_changed(now)
         return h
 
-    def _unbind(self, h):
+    def _unbind(self, h, now: int):
         try:
             rec = self.handles.pop(h)
         except (KeyError, TypeError):
             raise ValueError(f"workload freed handle {h!r}, which is not live") from None
-        self.live_req -= rec[2]
-        self.live_usable -= rec[3]
+        m = self.metrics
+        m.live_req -= rec[2]
+        m.live_usable -= rec[3]
+        m.live_changed(now)
         return rec
 
     def _wake(self) -> None:
@@ -346,40 +529,100 @@ class Simulator:
             raise Deadlock("deadlock: " + "; ".join(t.waiting for t in stuck),
                            channel=[t.name for t in stuck])
 
-    # --- the record ------------------------------------------------------------------------
+    # --- phases and the record ----------------------------------------------------------------------
+    def _totals(self) -> dict:
+        """The running totals a phase reports differences of."""
+        vm, m = self.vm, self.m
+        return {"ops": dict(self.ops), "counters": self._counters(), "bytes_zeroed": vm.bytes_zeroed,
+                "ipis": m.ipis, "tlb_shootdowns": vm.tlb_shootdowns, "clock": list(self.clock),
+                "lock_wait": sum(self.metrics.wait)}
+
+    def _counters(self) -> dict:
+        c = self.be.counters()
+        m = self.m
+        c.update({"coherence_misses": c.get("coherence_misses", 0) + m.lines.misses, "ipis": m.ipis,
+                  "ipi_interrupts": self.ipi_interrupts, "passive_ipis": m.passive_ipis,
+                  "tlb_shootdowns": self.vm.tlb_shootdowns, "tlb_ipis": self.tlb_ipis,
+                  "tlb_interrupts": self.tlb_interrupts,
+                  "pages_prezeroed": m.pages_prezeroed})
+        return c
+
+    def _end_warmup(self, now: int) -> None:
+        mt = self.metrics
+        busy = sum(sum(x) for x in (mt.alloc, mt.handler, mt.calls, mt.work))
+        warm = {"ops": mt.nops, "cycles": busy, "peak_footprint_bytes": mt.peak_fp,
+                "bytes_zeroed": self.vm.bytes_zeroed - self.zero0}
+        mt.end_warmup(now, self._totals(), warm)
+        self._lat_m, self._lat_f = mt.lat["malloc"], mt.lat["free"]
+
+    def warmup_record(self) -> dict:
+        mt = self.metrics
+        if mt.warm is not None:
+            return dict(mt.warm)
+        return {"ops": 0, "cycles": 0, "peak_footprint_bytes": mt.boot_fp, "bytes_zeroed": 0}
+
+    def _since(self, key):
+        snap = self.metrics.snap
+        return 0 if snap is None else snap[key]
+
+    def ops_record(self) -> dict:
+        snap = self.metrics.snap
+        return {k: v - (snap["ops"][k] if snap else 0) for k, v in self.ops.items()}
+
+    def counters_record(self) -> dict:
+        snap = self.metrics.snap
+        now = self._counters()
+        return {k: v - (snap["counters"].get(k, 0) if snap else 0) for k, v in now.items()}
+
+    def cpus_record(self) -> list:
+        mt = self.metrics
+        t0 = mt.t0
+        end = max(self.clock)
+        out = []
+        for c in range(self.ncpus):
+            busy = mt.alloc[c] + mt.handler[c] + mt.calls[c] + mt.work[c]
+            out.append({"cpu": c, "busy_cycles": busy, "allocator_cycles": mt.alloc[c],
+                        "lock_wait_cycles": mt.wait[c], "ipi_handler_cycles": mt.handler[c],
+                        "idle_cycles": max(0, end - t0 - busy)})
+        return out
+
     def sim_record(self) -> dict:
-        makespan = max(self.clock)
-        nops = self.ops["malloc"] + self.ops["free"] + self.ops["realloc"]
+        mt = self.metrics
+        makespan = max(self.clock) - mt.t0
+        ops = self.ops_record()
+        nops = ops["malloc"] + ops["free"] + ops["realloc"]
+        busy = sum(sum(x) for x in (mt.alloc, mt.handler, mt.calls, mt.work))
+        allocator = sum(mt.alloc) + sum(mt.handler)
         return {
-            "cycles": sum(self.busy),
+            "cycles": busy,
             "makespan_cycles": makespan,
             "throughput_ops_per_mcycle": round(nops * 1e6 / makespan, 3) if makespan else 0.0,
-            "lock_wait_cycles": self.lock_wait,
-            "ipis": self.m.ipis,
-            "tlb_shootdowns": self.vm.tlb_shootdowns,
+            "cycles_per_op": round(allocator / nops, 3) if nops else None,
+            "allocator_share": round(allocator / busy, 4) if busy else None,
+            "lock_wait_cycles": sum(mt.wait),
+            "ipis": self.m.ipis - self._since("ipis"),
+            "tlb_shootdowns": self.vm.tlb_shootdowns - self._since("tlb_shootdowns"),
         }
 
     def memory_record(self) -> dict:
-        end_fp = self.k.footprint()
-        grown = self.peak_fp - self.boot_fp
-        return {
-            "peak_requested_bytes": self.peak_req,
-            "peak_footprint_bytes": self.peak_fp,
-            "end_footprint_bytes": end_fp,
-            "boot_footprint_bytes": self.boot_fp,
-            "peak_growth_bytes": grown,
-            "overhead_ratio": round(grown / self.peak_req, 4) if self.peak_req else None,
-            "internal_fragmentation_bytes": self.frag_at_peak,
-        }
+        return self.metrics.memory_record(self.k.footprint(), max(self.clock))
+
+    def zeroing_record(self) -> dict:
+        return {"bytes_zeroed": self.vm.bytes_zeroed - (self._since("bytes_zeroed") if self.metrics.snap
+                                                        else self.zero0),
+                "bytes_zero_requested": self.metrics.zero_req,
+                "pages_prezeroed": self.m.pages_prezeroed - (self.metrics.snap["counters"]["pages_prezeroed"]
+                                                             if self.metrics.snap else 0)}
 
     def series_record(self) -> dict:
-        pts = self.series
+        pts = self.metrics.series
         if len(pts) > SERIES_POINTS:
             step = len(pts) / SERIES_POINTS
             pts = [pts[int(i * step)] for i in range(SERIES_POINTS)]
         return {"t": [p[0] for p in pts], "footprint": [p[1] for p in pts], "requested": [p[2] for p in pts]}
 
 
+ALLOC, HANDLER, CALLS = range(3)
 _BLOCK = object()
 
 
@@ -388,10 +631,17 @@ def boot_for(spec: RunSpec):
                 arch=spec.arch, **spec.options)
 
 
+def check_warmup(value, what: str = "warmup"):
+    """A warm-up length: None (the default) or an int from 0."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{what} must be a number of allocator operations (an integer from 0), got {value!r}")
+    return value
+
+
 def record(spec: RunSpec, sim: Simulator, extra: dict, wall: float, panic: str | None) -> dict:
     """The JSON record of one run (keys are a public contract; see docs/comparing.md)."""
     k = sim.k
-    rec = {
+    return {
         "backend": spec.backend,
         "workload": spec.workload,
         "ncpus": spec.ncpus,
@@ -400,11 +650,15 @@ def record(spec: RunSpec, sim: Simulator, extra: dict, wall: float, panic: str |
         "arch": spec.arch,
         "params": extra.pop("params", dict(spec.params)),
         "options": dict(spec.options),
-        "ops": dict(sim.ops),
+        "machine": dict(sim.mech),
+        "warmup": sim.warmup_record(),
+        "ops": sim.ops_record(),
         "sim": sim.sim_record(),
+        "latency": sim.metrics.latency_record(),
+        "cpus": sim.cpus_record(),
         "memory": sim.memory_record(),
-        "zeroing": {"bytes_zeroed": sim.vm.bytes_zeroed - sim.zero0, "bytes_zero_requested": sim.zero_req},
-        "counters": k.backend.counters(),
+        "zeroing": sim.zeroing_record(),
+        "counters": sim.counters_record(),
         "types": [{"name": n, **k.type_counters(t)} for n, t in sorted(k.types.items())],
         "classes": [c for c in k.backend.classes() if c.get("slabs") or c.get("inuse")],
         "series": sim.series_record(),
@@ -413,7 +667,6 @@ def record(spec: RunSpec, sim: Simulator, extra: dict, wall: float, panic: str |
         "version": __version__,
         "wall_seconds": round(wall, 3),
     }
-    return rec
 
 
 def run_one(spec: RunSpec) -> dict:
@@ -422,8 +675,11 @@ def run_one(spec: RunSpec) -> dict:
     cls = plugins.workload_class(spec.workload)
     params = resolve_params(cls, spec.params)
     costs = CostModel.from_config(spec.costs)
+    warmup = check_warmup(spec.warmup)
+    if warmup is None:
+        warmup = workload_warmup(cls, params, spec.ncpus)
     k = boot_for(spec)
-    sim = Simulator(k, costs)
+    sim = Simulator(k, costs, warmup)
     ctx = Context(spec.workload, params, spec.ncpus, spec.seed)
     for cpu, name, gen in cls().threads(ctx):
         sim.add_thread(cpu, name, gen)
@@ -432,10 +688,22 @@ def run_one(spec: RunSpec) -> dict:
         sim.run()
     except KernelPanic as e:
         panic = str(e)
+    if panic is None and warmup and sim.metrics.warm is None:
+        raise ValueError(f"warmup of {warmup} operations covers the whole run of {spec.workload!r} "
+                         f"({sim.metrics.nops} allocator operations): give a smaller --warmup")
     extra = {"params": params, "workload_counts": dict(sorted(ctx.counts.items())), "dma": dma_stats(k)}
     rec = record(spec, sim, extra, _time.perf_counter() - t0, panic)
     plugins.plugin_manager().hook.kalloc_run_end(record=rec)
     return rec
+
+
+def workload_warmup(cls, params: dict, ncpus: int) -> int:
+    """The workload's own warm-up (``warmup_ops``; 0 for a class without one)."""
+    rule = getattr(cls, "warmup_ops", None)
+    n = 0 if rule is None else rule(params, ncpus)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"workload {cls.NAME!r}: warmup_ops gave {n!r}, not a number of operations")
+    return n
 
 
 # --- grids (executed by kalloc.executors) -------------------------------------------
@@ -445,12 +713,27 @@ SUMMARY_METRICS = (
     ("sim", "makespan_cycles"),
     ("sim", "lock_wait_cycles"),
     ("sim", "ipis"),
+    ("sim", "cycles_per_op"),
+    ("sim", "allocator_share"),
+    ("latency", "malloc", "p99"),
+    ("latency", "malloc", "max"),
     ("memory", "peak_footprint_bytes"),
     ("memory", "peak_growth_bytes"),
     ("memory", "overhead_ratio"),
     ("zeroing", "bytes_zeroed"),
     ("ops", "failed"),
 )
+
+
+def metric_key(path: tuple) -> str:
+    """A summary row's name for a metric: its last key, with latency's kind in front."""
+    return "_".join(path[1:]) if path[0] == "latency" else path[-1]
+
+
+def _dig(rec: dict, path: tuple):
+    for key in path:
+        rec = rec[key]
+    return rec
 
 
 def summarize(records: list) -> list:
@@ -462,12 +745,15 @@ def summarize(records: list) -> list:
     rows = []
     for (wl, n, be), rs in groups.items():
         row = {"workload": wl, "ncpus": n, "backend": be, "runs": len(rs),
-               "seeds": [r["seed"] for r in rs], "panics": sum(1 for r in rs if r["panic"])}
-        for sec, key in SUMMARY_METRICS:
-            vals = [r[sec][key] for r in rs if r[sec][key] is not None]
+               "seeds": [r["seed"] for r in rs], "panics": sum(1 for r in rs if r["panic"]),
+               "giant": any(r.get("machine", {}).get("giant") for r in rs),
+               "replay": any("trace" in r for r in rs)}
+        for path in SUMMARY_METRICS:
+            vals = [v for v in (_dig(r, path) for r in rs) if v is not None]
             if vals:
-                row[key] = {"mean": statistics.fmean(vals), "stdev": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                            "min": min(vals), "max": max(vals)}
+                row[metric_key(path)] = {"mean": statistics.fmean(vals),
+                                         "stdev": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                                         "min": min(vals), "max": max(vals)}
         rows.append(row)
     return rows
 
@@ -476,4 +762,3 @@ def specs_for(backends, workloads, ncpus_list, seeds, **common) -> list:
     """The grid in a fixed order: workload, ncpus, seed, backend (backends side by side)."""
     return [attrs.evolve(RunSpec(b, w, n, s), **common)
             for w in workloads for n in ncpus_list for s in seeds for b in backends]
-

@@ -60,8 +60,21 @@ import re
 
 from attrs import define, field, frozen
 
+from kalloc.coherence import LineModel
+
 PQ_L2_SIZE = 32  # page colours (128 KiB cache colouring in FreeBSD 4)
 PQ_PRIME1 = 9    # vm_page.h, with PQ_L2_SIZE 32
+PQ_PRIME2 = 5    # vm_page.h, with PQ_L2_SIZE 32: vm_page_zero_idle's rover step
+
+
+def zidle_lo(free: int) -> int:
+    """ZIDLE_LO (i386 vm_machdep.c 4.8): below it the idle loop zeroes again."""
+    return free * 2 // 3
+
+
+def zidle_hi(free: int) -> int:
+    """ZIDLE_HI: the idle loop stops when this many free pages are PG_ZERO."""
+    return free * 4 // 5
 
 # An object's pages are coloured (pindex + its pg_color).  _vm_object_allocate gives each
 # object the colour after the last one's, PQ_L2_SIZE / 3 + PQ_PRIME1 further for an object
@@ -182,24 +195,33 @@ class _ColourQueue:
     freed: list = field(factory=list)
     fresh: list = field(factory=list)
     fresh_tail: list = field(factory=list)
+    zeroed: list = field(factory=list)     # PG_ZERO pages the idle loop put at the tail (last = tail)
     step: int = PQ_L2_SIZE
 
     def __bool__(self) -> bool:
-        return bool(self.freed or self.fresh or self.fresh_tail)
+        return bool(self.freed or self.fresh or self.fresh_tail or self.zeroed)
 
     def take_head(self) -> int:
         if self.freed:
             return self.freed.pop()
         if self.fresh:
             return self._take_high(self.fresh)
-        return self._take_low(self.fresh_tail)
+        if self.fresh_tail:
+            return self._take_low(self.fresh_tail)
+        return self.zeroed.pop(0)
 
     def take_tail(self) -> int:
+        if self.zeroed:
+            return self.zeroed.pop()
         if self.fresh_tail:
             return self._take_high(self.fresh_tail)
         if self.fresh:
             return self._take_low(self.fresh)
         return self.freed.pop(0)
+
+    def head_is_zeroed(self) -> bool:
+        """Only PG_ZERO pages left: the head is one of them."""
+        return not (self.freed or self.fresh or self.fresh_tail)
 
     def _take_high(self, ranges: list) -> int:
         r = ranges[-1]
@@ -227,10 +249,11 @@ class _ColourQueue:
                 if lo <= pfn <= hi and (pfn - lo) % step == 0:
                     ranges[i:i + 1] = [[a, b] for a, b in ((lo, pfn - step), (pfn + step, hi)) if a <= b]
                     return
-        self.freed.remove(pfn)
+        (self.zeroed if pfn in self.zeroed else self.freed).remove(pfn)
 
     def __len__(self) -> int:
-        return len(self.freed) + sum((hi - lo) // self.step + 1 for lo, hi in self.fresh + self.fresh_tail)
+        return (len(self.freed) + len(self.zeroed)
+                + sum((hi - lo) // self.step + 1 for lo, hi in self.fresh + self.fresh_tail))
 
 
 def _pageout_thresholds(npages: int) -> tuple[int, int, int]:
@@ -263,13 +286,22 @@ class Machine:
     v_free_reserved: int = field(init=False)
     v_interrupt_free_min: int = field(init=False)
     ipi_handler: object = None  # harness hook: callable(src, dst, func, args) or None
-    ipis: int = 0               # IPIs sent (counted even when delivered at once)
+    passive_handler: object = None   # the same for passive messages (None: as ipi_handler)
+    ipis: int = 0               # hardware IPIs sent (counted even when delivered at once)
+    passive_ipis: int = 0       # messages queued without a hardware IPI (lwkt_send_ipiq3_passive)
+    lines: LineModel = field(factory=LineModel)   # shared cache lines (kalloc.coherence)
+    pg_zero: bytearray = field(init=False)        # PG_ZERO: the page is known to be zero
+    zero_count: int = 0         # vm_page_zero_count: free pages with PG_ZERO
+    zero_state: int = 0         # vm_page_zero_idle's hysteresis
+    free_rover: int = 0         # the colour it zeroes next
+    pages_prezeroed: int = 0    # pages the idle loop zeroed
 
     def __attrs_post_init__(self) -> None:
         ps = self.arch.page_size
         npages = self.physmem // ps
         self.phys = PhysMem(npages, ps)
         self.page_state = bytearray(npages)
+        self.pg_zero = bytearray(npages)
         self.queues = []
         flipflop = PAGE_POLICIES[self.page_policy]
         for c in range(PQ_L2_SIZE):
@@ -311,6 +343,8 @@ class Machine:
             pfn = q.take_head()
         self.free_count = free - 1
         self.page_state[pfn] = 1
+        if self.pg_zero[pfn]:            # it keeps PG_ZERO for the caller to see (and clear)
+            self.zero_count -= 1
         return pfn
 
     def _other_colour(self, c: int) -> _ColourQueue:
@@ -326,6 +360,7 @@ class Machine:
         if not self.page_state[pfn]:
             raise AssertionError(f"vm_page_free: freeing free page {pfn:#x}")
         self.page_state[pfn] = 0
+        self.pg_zero[pfn] = 0
         self.queues[pfn & (PQ_L2_SIZE - 1)].freed.append(pfn)
         self.free_count += 1
 
@@ -336,6 +371,42 @@ class Machine:
         self.queues[pfn & (PQ_L2_SIZE - 1)].remove(pfn)
         self.page_state[pfn] = 1
         self.free_count -= 1
+        if self.pg_zero[pfn]:
+            self.pg_zero[pfn] = 0
+            self.zero_count -= 1
+
+    # --- the idle loop's page zeroing --------------------------------------------------------
+    def zero_idle(self, calls: int) -> None:
+        """vm_page_zero_idle, called ``calls`` times by an idle CPU's loop (each call long
+        enough to zero one page; docs/research/mechanisms.md section 1).  Keep about half
+        to four fifths of the free pages PG_ZERO: stop at ZIDLE_HI, and once there, wait
+        until the count falls below ZIDLE_LO.  Each call takes the head page of the colour
+        ``free_rover`` (another colour's if that queue is empty), zeroes it and puts it at
+        the tail with PG_ZERO, where zero-preferring requests take first; then the rover
+        moves PQ_PRIME2 colours on."""
+        queues, misses = self.queues, 0
+        while calls > 0 and misses < PQ_L2_SIZE:
+            free = self.free_count
+            if self.zero_count >= zidle_hi(free) or (self.zero_state and self.zero_count >= zidle_lo(free)):
+                return
+            self.zero_state = 0
+            q = queues[self.free_rover]
+            if not q and free:
+                q = self._other_colour(self.free_rover)
+            self.free_rover = (self.free_rover + PQ_PRIME2) & (PQ_L2_SIZE - 1)
+            if not q or q.head_is_zeroed():
+                misses += 1
+                continue
+            misses = 0
+            pfn = q.take_head()
+            self.phys.zero(pfn, 0, self.phys.page_size)
+            self.pg_zero[pfn] = 1
+            q.zeroed.append(pfn)
+            self.zero_count += 1
+            self.pages_prezeroed += 1
+            calls -= 1
+            if self.zero_count >= zidle_hi(self.free_count):
+                self.zero_state = 1
 
     # --- inter-processor interrupts ------------------------------------------------
     def send_ipi(self, src: int, dst: int, func, *args) -> None:
@@ -346,3 +417,13 @@ class Machine:
             func(*args)
         else:
             self.ipi_handler(src, dst, func, args)
+
+    def send_ipi_passive(self, src: int, dst: int, func, *args) -> None:
+        """Queue func(*args) for CPU dst without interrupting it (DragonFly 2010's
+        lwkt_send_ipiq3_passive): dst runs it when it next processes its IPI queue."""
+        self.passive_ipis += 1
+        handler = self.passive_handler or self.ipi_handler
+        if handler is None:
+            func(*args)
+        else:
+            handler(src, dst, func, args)

@@ -117,7 +117,8 @@ class KernelVM:
     Counters (plain ints, priced by the harness): ``pages_mapped``, ``pages_unmapped``,
     ``bytes_zeroed`` (bytes the kernel zeroes, whether or not the frame held data),
     ``bytes_copied`` (bcopy by the kernel: realloc, bounce buffers),
-    ``tlb_shootdowns`` (unmapping on an SMP machine invalidates the other CPUs' TLBs).
+    ``tlb_shootdowns`` (unmapping on an SMP machine invalidates the other CPUs' TLBs),
+    ``prezeroed_used`` (pages a zeroing request found already zero: PG_ZERO).
     """
 
     machine: Machine
@@ -128,6 +129,7 @@ class KernelVM:
     bytes_zeroed: int = 0
     bytes_copied: int = 0
     tlb_shootdowns: int = 0
+    prezeroed_used: int = 0   # PG_ZERO pages that spared a zeroing request its bzero
     _shift: int = field(init=False)
     _mask: int = field(init=False)
 
@@ -138,10 +140,12 @@ class KernelVM:
         self._mask = a.page_mask
 
     # --- mapping ----------------------------------------------------------------------
-    def map_pages(self, va: int, npages: int, pclass: int, color_base: int) -> bool:
+    def map_pages(self, va: int, npages: int, pclass: int, color_base: int, zero: bool = False) -> bool:
         """Allocate npages pages one by one (page i gets colour color_base + i) and enter
-        them at va.  On a refused page, undo and return False (the caller decides
-        between sleeping, NULL and panic, as each original does)."""
+        them at va; with ``zero``, zero each page that is not PG_ZERO (one the idle loop
+        zeroed needs nothing: ``prezeroed_used``).  PG_ZERO is cleared on every page, as
+        kmem_malloc and kmem_slab_alloc clear it.  On a refused page, undo and return False
+        (the caller decides between sleeping, NULL and panic, as each original does)."""
         machine = self.machine
         pmap = self.pmap
         vpn = va >> self._shift
@@ -152,6 +156,16 @@ class KernelVM:
                 return False
             pmap[vpn + i] = pfn
         self.pages_mapped += npages
+        pg_zero, ps = machine.pg_zero, self._mask + 1
+        for i in range(npages):
+            pfn = pmap[vpn + i]
+            if pg_zero[pfn]:
+                pg_zero[pfn] = 0
+                if zero:
+                    self.prezeroed_used += 1
+            elif zero:
+                machine.phys.zero(pfn, 0, ps)
+                self.bytes_zeroed += ps
         return True
 
     def unmap_pages(self, va: int, npages: int, shootdown: bool = True) -> None:

@@ -62,7 +62,8 @@ def round_page(vm, n: int) -> int:
 
 
 def kmem_alloc(vm, size: int, who: str) -> int | None:
-    """kmem_alloc(kernel_map, size): wired pages, each taken with VM_ALLOC_ZERO and zeroed.
+    """kmem_alloc(kernel_map, size): wired pages, each taken with VM_ALLOC_ZERO and zeroed
+    unless PG_ZERO.
     None when kernel_map has no room.  A page shortage sleeps in vm_page_grab (RETRY):
     Deadlock on "vmwait" after undoing.  ``who`` names the caller in that message."""
     a = vm.machine.arch
@@ -70,11 +71,10 @@ def kmem_alloc(vm, size: int, who: str) -> int | None:
     va = vm.kernel_map.findspace(size, a.page_size)
     if va is None:
         return None
-    if not vm.map_pages(va, size >> a.page_shift, VM_ALLOC_ZERO, (va - a.kva_min) >> a.page_shift):
+    if not vm.map_pages(va, size >> a.page_shift, VM_ALLOC_ZERO, (va - a.kva_min) >> a.page_shift, zero=True):
         vm.kernel_map.remove(va, size)
         raise Deadlock(f"{who} sleeps on \"vmwait\": kmem_alloc({size}) is short of pages "
                        f"({vm.machine.free_count} free)", "vmwait")
-    vm.zero(va, size)
     return va
 
 

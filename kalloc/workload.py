@@ -27,6 +27,7 @@ Operations (plain tuples: the harness dispatches on the first element):
     write(handle, data)                                      (bytes into the allocation)
     read(handle, n) -> bytes
     work(cycles)                                             (time spent outside the allocator)
+    idle(cycles)                                             (off the CPU: waiting, the CPU idle)
     put(queue, item) / get(queue) -> item                    (hand-off between threads;
                                                               get blocks until an item is there)
 
@@ -34,7 +35,8 @@ A workload class has ``NAME``, ``DESCRIPTION`` (one line), ``PARAMS`` (defaults;
 value's type is the parameter's type), and ``threads(ctx)`` returning
 ``[(cpu, name, generator), ...]``; optionally ``LIMITS`` (``{param: (lo, hi)}``, inclusive,
 ``hi`` None for no upper bound; a number without one must not be negative) and
-``check_params(params)`` for rules between parameters.  ``resolve_params`` applies them
+``check_params(params)`` for rules between parameters, and ``warmup_ops(params, ncpus)``, the
+default warm-up (allocator operations before measuring starts; 0 without one).  ``resolve_params`` applies them
 (and rejects inf and nan) before anything runs.  It registers through the
 ``kalloc_workloads`` hook, the same for kalloc's own workloads (kalloc_plugins) and for
 third parties; see docs/workloads.md.
@@ -49,7 +51,7 @@ from collections import deque
 from kalloc.errors import expected
 from kalloc.flags import FLAG_INT, bad_flags
 
-MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL = range(9)
+MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL, IDLE = range(10)
 
 
 def _flags(flags) -> int:
@@ -81,6 +83,12 @@ def read(handle, n: int) -> tuple:
 
 def work(cycles: int) -> tuple:
     return (WORK, int(cycles))
+
+
+def idle(cycles: int) -> tuple:
+    """The thread is off its CPU for this many cycles (waiting for input, a timer, the
+    device): the CPU is idle unless another thread or an interrupt runs there."""
+    return (IDLE, int(cycles))
 
 
 def put(queue, item) -> tuple:
@@ -132,6 +140,14 @@ class Workload:
     DESCRIPTION = ""
     PARAMS: dict = {}
     LIMITS: dict = {}
+
+    @staticmethod
+    def warmup_ops(params: dict, ncpus: int) -> int:
+        """The default warm-up: allocator operations (malloc, free, realloc, over all CPUs,
+        in the order the harness runs them) before measuring starts, for these parameters
+        on ``ncpus`` CPUs.  Long enough that the measured phase is past first-zone creation
+        and the fill of the live set; the workload's docstring states its rule."""
+        return 0
 
     @staticmethod
     def check_params(params: dict) -> None:

@@ -40,6 +40,7 @@ COUNTERS = (
     "remote_cas",      # compare-and-swap on another CPU's cache line (passive remote free)
     "cold_allocs",     # mallocs of memory not touched since it was mapped (a never-used
                        # chunk, a fresh page): its first touch misses the cache
+    "coherence_misses",  # writes to a shared line another CPU wrote last (kalloc.coherence)
 )
 
 
@@ -94,7 +95,27 @@ COMMON_OPTIONS = {
     "fail_type": Option("", "failslab: only calls for this malloc type"),
     "fail_size_min": Option(0, "failslab: only sizes from this"),
     "fail_size_max": Option(0, "failslab: only sizes up to this (0: no limit)"),
+    # The machine's mechanisms (docs/cost-model.md): each on by default as the 2003 kernels
+    # had it, each with a switch to the simpler pricing kalloc had before.
+    "idle_zero": Option(True, "idle CPUs zero free pages (vm_page_zero_idle) and zero-preferring page requests "
+                              "take them without a bzero (default: as the backend's kernel did, IDLE_ZERO)"),
+    "ipi_drain": Option(True, "one interrupt drains every queued IPI message (lwkt_process_ipiq); "
+                              "false: one interrupt per message"),
+    "tlb_model": Option("2003", "2003: smp_invltlb, an all-but-self IPI not waited for, each receiver "
+                                "interrupted; sync: the initiator pays a synchronous shootdown",
+                        ("2003", "sync")),
+    "coherence": Option(True, "shared cache lines move between CPUs (malloc_type counters, bucket heads, "
+                              "chunks reused on another CPU), one coherence_miss each"),
+    "lock_hold": Option("serialised", "serialised: the global lock is held for the locked part of an "
+                                      "operation only; whole: for all of it", ("serialised", "whole")),
+    "kernel_build": Option("auto", "auto: a 1-CPU machine runs a UP kernel (no lock prefix); smp: SMP "
+                                   "locks on 1 CPU too", ("auto", "smp")),
+    "giant": Option(False, "what-if: all kernel work of the workload under one lock, as drivers ran "
+                           "under Giant/the MP lock in 2003"),
 }
+
+# The options above that belong to the machine and the harness, not to a backend.
+MACHINE_OPTIONS = ("idle_zero", "ipi_drain", "tlb_model", "coherence", "lock_hold", "kernel_build", "giant")
 
 
 def resolve_options(cls, given: dict) -> dict:
@@ -108,6 +129,8 @@ def resolve_options(cls, given: dict) -> dict:
         out[k] = declared[k].convert(cls.NAME, k, v)
     if not out["page_policy"]:
         out["page_policy"] = cls.DEFAULT_PAGE_POLICY
+    if "idle_zero" not in given:
+        out["idle_zero"] = getattr(cls, "IDLE_ZERO", COMMON_OPTIONS["idle_zero"].default)
     return out
 
 
@@ -153,6 +176,8 @@ class Backend:
     DESCRIPTION = ""
     OPTIONS: dict = {}
     DEFAULT_PAGE_POLICY = "4.8"
+    IDLE_ZERO = True              # whether its kernel's idle loop zeroed free pages (4.8: yes)
+    ZERO_UNDER_LOCK = True        # whether its M_ZERO bzero runs with the global lock held
 
     def __init__(self, kernel, options: dict):
         self.kernel = kernel

@@ -238,6 +238,7 @@ class KmemMapBackend(Backend):
                                   "(0: RAM/3 clamped to [12 MiB, 200 MiB])", maximum=U_INT_MAX),
         "maxusers": Option(0, "kernel maxusers, sizes mb_map inside kmem_map (0: RAM/2MiB in [32, 384])"),
     }
+    ZERO_UNDER_LOCK = False   # malloc's M_ZERO bzero comes after splx(s)
 
     def __init__(self, kernel, options):
         super().__init__(kernel, options)
@@ -269,6 +270,7 @@ class KmemMapBackend(Backend):
         self.word = m.arch.ptr_size          # sizeof(long)
         self.freed_by: dict = {}             # INVARIANTS: chunk -> name of the type that freed it
         self.invariants = options["invariants"]
+        self.touch = m.lines.touch if m.ncpus > 1 and options["coherence"] else None
         if self.invariants:
             self.malloc, self.free = self._malloc_invariants, self._free_invariants
         # cpu_startup (i386 machdep.c 1.385.2.30): mclrefcnt, one byte per cluster, is the first
@@ -327,6 +329,8 @@ class KmemMapBackend(Backend):
                 return None
             nbytes = self.ku_cnt[(va - self.kmembase) >> PAGE_SHIFT] << PAGE_SHIFT
         kb.calls += 1
+        if self.touch is not None:
+            self._touch_lines(mtype, kb, va, cpu)
         memuse = mtype.memuse + nbytes
         mtype.memuse = memuse
         mtype.inuse += 1
@@ -421,6 +425,8 @@ class KmemMapBackend(Backend):
         self.lock_acquires += 1
         pg = (addr - self.kmembase) >> PAGE_SHIFT
         kb = self.ku_kb[pg]                      # bucket[ku_indx]: the size is the page's
+        if self.touch is not None:
+            self._touch_lines(mtype, kb, addr, cpu)
         if kb.large:
             return self._free_large(addr, pg, kb, mtype)
         ku = self.ku_cnt
@@ -434,6 +440,16 @@ class KmemMapBackend(Backend):
         mtype.memuse -= kb.size
         mtype.inuse -= 1
         kb.free.append(addr)                     # at the head: LIFO
+
+    def _touch_lines(self, mtype, kb: Bucket, va: int, cpu: int) -> None:
+        """The shared lines a malloc or free writes under the lock (docs/research/mechanisms.md
+        section 8.1): the global ``cpl`` (splhigh/splx), the type's counters, the bucket head and
+        the kmemusage entry of the page (16 to a 64-byte line)."""
+        touch = self.touch
+        touch("cpl", cpu)
+        touch(mtype, cpu)
+        touch(kb, cpu)
+        touch((self.kmemusage_va + ((va - self.kmembase) >> PAGE_SHIFT) * KMEMUSAGE_SIZE) >> 6, cpu)
 
     def _free_unusual(self, addr, mtype, popped, cpu) -> None:
         """A bad CPU, free(NULL) after the type check (4.8 order), or a bad free (always

@@ -292,7 +292,11 @@ class SlabBackend(Backend):
         "mzero_bug": Option(False, "rev 1.1: M_ZERO may return dirty memory from a reused zone"),
         "realloc_bug": Option(False, "realloc runs zoneindex on sizes >= ZoneLimit and panics "
                                      "\"Unexpected byte count\" (Bug A, 2003-08 until 2009-04-22)"),
+        "percpu_type_stats": Option(False, "per-CPU malloc_type counters (2003-10-18): ks_inuse[cpu] and "
+                                           "ks_memuse[cpu] slots, which still share lines, and a shared ks_calls"),
     }
+    ZERO_UNDER_LOCK = True    # kmem_slab_alloc zeroes the new pages before vm_map_unlock
+    IDLE_ZERO = False         # DragonFly removed the idle loop's page zeroing on 2003-06-20 (8ad65e0803)
 
     def __init__(self, kernel, options):
         super().__init__(kernel, options)
@@ -323,6 +327,9 @@ class SlabBackend(Backend):
                              "that head is NULL")
         self.realloc_bug = options["realloc_bug"]
         self.invariants = options["invariants"]
+        shared = m.ncpus > 1 and options["coherence"]
+        self.touch_type = (None if not shared else self._touch_percpu_stats if options["percpu_type_stats"]
+                           else m.lines.touch)
         self.slgd = [SLGlobalData(c) for c in range(self.ncpus)]
         self._cpu_zone_ary = {c: gd.zone_ary for c, gd in enumerate(self.slgd)}
         self._zone_of = zone_table(self.zone_limit)
@@ -347,6 +354,15 @@ class SlabBackend(Backend):
     def default_type_limit(self) -> int:
         return self.type_limit
 
+    def _touch_percpu_stats(self, mtype, cpu: int) -> None:
+        """percpu_type_stats (2003-10-18, bba6a44d86): ks_inuse[cpu] and ks_memuse[cpu] are
+        adjacent int slots of two arrays, each one line for every CPU, and ks_calls stays one
+        shared field: three lines where 1.2's counters were one (mechanisms.md section 7.2)."""
+        touch = self.machine.lines.touch
+        touch(mtype, cpu)
+        touch((mtype, "ks_inuse"), cpu)
+        touch((mtype, "ks_memuse"), cpu)
+
     @staticmethod
     def _round_page(n: int) -> int:
         return (n + PAGE_MASK) & ~PAGE_MASK
@@ -370,6 +386,8 @@ class SlabBackend(Backend):
         except AttributeError:
             self.kernel.bind_type(mtype)         # not a MallocType: the TypeError
         mtype.calls += 1                         # every call, failures and size 0 included
+        if self.touch_type is not None:          # global, not MP-safe counters: a shared line
+            self.touch_type(mtype, cpu)
         if mtype.memuse >= mtype.limit:          # before adding: one call may overshoot
             if f & MAY_FAIL:
                 return None
@@ -395,7 +413,6 @@ class SlabBackend(Backend):
             z = self._new_zone(cpu, zi, chunk, f, size, mtype)
             if z is None:
                 return None
-            self.cold_allocs += 1
             va = z.base + z.off
             f = _never_used_flags(z, f)
         self.crit_sections += 1
@@ -454,13 +471,17 @@ class SlabBackend(Backend):
             z = gd.free_zones.pop()
             self.vm.zero(z.base, self.header_size)     # bzero(z, sizeof(SLZone))
             flags = self.unotzerod
+            self.cold_allocs += 1                      # its first chunk was last touched long ago
         else:
+            zeroed = self.vm.bytes_zeroed
             base = self._kmem_slab_alloc(self.zone_size, self.zone_size, f | ZERO, (size, mtype, f, cpu))
             if base is None:
                 return None
             z = self.zones[base] = Zone(base, cpu)
             self.zones_created += 1
             flags = 0
+            if self.vm.bytes_zeroed == zeroed:         # PG_ZERO pages: no bzero just wrote its lines
+                self.cold_allocs += 1
         zl = gd.zone_ary[zi]
         z.setup(zi, chunk, self.offsets[zi], self.nmaxes[zi], self.zone_page_count, flags, zl)
         zl.append(z)
@@ -504,9 +525,8 @@ class SlabBackend(Backend):
             if f & MAY_FAIL:
                 return None
             raise KernelPanic("kmem_slab_alloc(): kernel_map ran out of space!")
-        if vm.map_pages(va, nbytes >> PAGE_SHIFT, slab_page_class(f), (va - self.kva_min) >> PAGE_SHIFT):
-            if f & ZERO:
-                vm.zero(va, nbytes)              # no page is PG_ZERO in kalloc
+        if vm.map_pages(va, nbytes >> PAGE_SHIFT, slab_page_class(f), (va - self.kva_min) >> PAGE_SHIFT,
+                        zero=bool(f & ZERO)):    # M_ZERO: each page not PG_ZERO is zeroed
             return va
         vm.kernel_map.remove(va, nbytes)
         if f & NOWAIT:
@@ -549,9 +569,11 @@ class SlabBackend(Backend):
             if not 0 <= cpu < self.ncpus:
                 return self._free_unusual(addr, mtype, t, cpu)
             if z is None:
-                return self._free_large(addr, mtype)
+                return self._free_large(addr, mtype, cpu)
             return self._free_cross(z, addr, mtype, cpu)
         self.crit_sections += 1                  # the local free, on the owning CPU
+        if self.touch_type is not None:
+            self.touch_type(mtype, cpu)
         pg = (addr - z.base) >> PAGE_SHIFT       # the page the chunk starts in
         z.page_ary[pg].append(addr)
         if pg < z.first_free_pg:
@@ -618,13 +640,15 @@ class SlabBackend(Backend):
             self._release_zone(fz.pop())
         self.trim_pending[cpu] = False
 
-    def _free_large(self, addr: int, mtype) -> None:
+    def _free_large(self, addr: int, mtype, cpu: int) -> None:
         """ku_pagecnt != 0: the pages go back to the VM from whatever CPU frees (no IPI)."""
         npg = self.kmemusage.pop((addr - self.kva_min) >> PAGE_SHIFT)
         nbytes = npg << PAGE_SHIFT
         mtype.inuse -= 1
         mtype.memuse -= nbytes
         self.crit_sections += 1
+        if self.touch_type is not None:
+            self.touch_type(mtype, cpu)
         self._kmem_slab_free(addr, nbytes)
         self.large_freed.add(addr)
 
@@ -638,6 +662,8 @@ class SlabBackend(Backend):
             self.machine.send_ipi(cpu, z.cpu, self._free_remote, addr, mtype, z.cpu)
             return
         self.crit_sections += 1
+        if self.touch_type is not None:
+            self.touch_type(mtype, cpu)
         mtype.inuse -= 1
         mtype.memuse -= z.chunk
         rsignal = z.rsignal
@@ -648,7 +674,7 @@ class SlabBackend(Backend):
         self.remote_cas += 1
         if rsignal:
             if was_empty:
-                self.machine.send_ipi(cpu, z.cpu, self._kfree_remote, z)
+                self.machine.send_ipi_passive(cpu, z.cpu, self._kfree_remote, z)
             else:
                 z.rcount -= 1
 

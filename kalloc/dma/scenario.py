@@ -501,7 +501,7 @@ def isa_dma_scenario(physmem="256M", ncpus: int = 2, seed: int = 0, channel: int
             sim.add_thread(cpu, name, gen)
         sim.add_thread(0, "kldload", _after_boot(ctx, kldload(ctx)))
         sim.run()
-        k.machine.ipi_handler = None                # the attach runs outside the harness
+        k.machine.ipi_handler = k.machine.passive_handler = None   # the attach runs outside the harness
         low = free_below(k)
         held = _low_memory(k, wired)
         zones = _zones_below(k)

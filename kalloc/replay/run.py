@@ -54,7 +54,7 @@ from collections import deque
 
 from kalloc.costs import CostModel
 from kalloc.errors import Deadlock, KernelPanic
-from kalloc.harness import RunSpec, Simulator, boot_for, record
+from kalloc.harness import RunSpec, Simulator, boot_for, check_warmup, record
 from kalloc.malloc import MAX_CPUS
 from kalloc.replay.parse import TraceParser, open_trace, zstandard
 from kalloc.replay.rules import MALLOC, TraceStats, replay_ops
@@ -70,18 +70,19 @@ PIPELINE_OK = _FORK is not None and (os.cpu_count() or 1) >= 2
 
 def replay_trace(path, backend: str = "slab", ncpus: int | None = None, physmem="64M", arch="i386",
                  options: dict | None = None, costs: dict | None = None, seed: int = 0,
-                 progress=None, pipeline: bool | None = None) -> dict:
+                 progress=None, pipeline: bool | None = None, warmup: int = 0) -> dict:
     """Replay the trace at ``path`` ("-" for stdin) on one backend; returns the run record.
 
     ``pipeline``: read and parse the trace in a second process while this one simulates
     (None: when the machine has two CPUs or more and this process can fork safely, that is
     runs no other thread).  The record is the same."""
-    return replay_backends(path, [(backend, options)], ncpus, physmem, arch, costs, seed, progress, pipeline)[0]
+    return replay_backends(path, [(backend, options)], ncpus, physmem, arch, costs, seed, progress, pipeline,
+                           warmup)[0]
 
 
 def replay_backends(path, runs, ncpus: int | None = None, physmem="64M", arch="i386",
                     costs: dict | None = None, seed: int = 0, progress=None,
-                    pipeline: bool | None = None) -> list:
+                    pipeline: bool | None = None, warmup: int = 0) -> list:
     """Replay the trace at ``path`` on several backends in one pass over it: ``runs`` lists
     (backend name, options or None); returns their records in that order.
 
@@ -90,9 +91,11 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="64M", arch="i
     ``replay_trace`` gives for that backend alone; a backend that panics stops there and the
     others go on.  ``progress(n)``, if given, is called after each batch with the number of
     operations read.  ``wall_seconds`` of a record: the reading's time plus that backend's
-    own boot and simulation."""
+    own boot and simulation.  ``warmup``: trace operations replayed before measuring
+    starts (default 0: a trace has no warm-up of its own)."""
     t0 = _time.perf_counter()
     model = CostModel.from_config(costs or {})
+    warmup = check_warmup(warmup) or 0
     if pipeline is None:
         pipeline = PIPELINE_OK and threading.active_count() == 1
     lines = open_trace(path)                     # here, so that a bad path is reported here
@@ -106,7 +109,7 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="64M", arch="i
                                  f"(kalloc replay --ncpus N), and events on other CPUs run on cpu % N")
             ncpus = guess
         replays = [_Replay(RunSpec(backend, f"trace:{path}", ncpus, seed, physmem, arch, dict(options or {}), {},
-                                   dict(costs or {})), model, ts0) for backend, options in runs]
+                                   dict(costs or {}), warmup), model, ts0) for backend, options in runs]
         n = 0
         for batch in source.batches:
             for r in replays:
@@ -133,7 +136,7 @@ class _Replay:
     def __init__(self, spec: RunSpec, model: CostModel, ts0: float):
         t = _time.perf_counter()
         self.spec = spec
-        self.sim = Simulator(boot_for(spec), model)
+        self.sim = Simulator(boot_for(spec), model, spec.warmup)
         self.extra = {"would_sleep": 0, "folded_cpu_events": 0}
         self.panic = None
         self.driver = _drive(self.sim, ts0, model.clock_hz, spec.ncpus, self.extra)
@@ -272,59 +275,43 @@ def _unreadable(path, e: Exception) -> ValueError:
 def _drive(sim: Simulator, ts0: float, hz: int, ncpus: int, extra: dict):
     """The driver of one simulator, a generator: send it each batch of operations in
     turn, then None at the end of the trace.  Issues each operation at its trace time on
-    its CPU (see the module docstring).
+    its CPU (see the module docstring), through the simulator's ``malloc_at`` and
+    ``free_at``, as threads' operations go.
 
     NOTE: the inner loop runs once per operation of traces of millions of lines, so it
-    binds everything it uses to locals, calls the backend's malloc/free and the
-    simulator's pricing directly (what Simulator.malloc and .free do, without their call)
-    and counts the operations in locals.  A replay has no threads, so no free has sleepers
-    to wake."""
+    binds what it uses to locals.  A replay has no threads, so no free has sleepers to wake."""
     handles = sim.handles  # the replay keys are the harness handles
     mtypes, new_mtype = sim.mtypes, sim._mtype
-    k_malloc, k_free, charge, bind, unbind = sim.k_malloc, sim.k_free, sim._charge, sim._bind, sim._unbind
-    base = sim._base
+    malloc_at, free_at = sim.malloc_at, sim.free_at
+    zero_idle = sim.zero_idle
     engine = sim.engine
     queue, clock = engine.queue, sim.clock
-    folded = mallocs = frees = failed = 0
-    try:
-        while (batch := (yield)) is not None:
-            for op in batch:
-                cpu = op[0]
-                if cpu >= ncpus:
-                    cpu %= ncpus
-                    folded += 1
-                now = int((op[-1] - ts0) * hz)
-                if now < engine.now:
-                    now = engine.now
-                if queue:
-                    engine.run(until=now)   # IPI handlers due by now
-                if now < clock[cpu]:
-                    now = clock[cpu]
-                if op[1] == MALLOC:
-                    _, _, key, size, flags, tname, _ = op
-                    mt = mtypes.get(tname) or new_mtype(tname)
-                    try:
-                        addr = k_malloc(size, mt, flags, cpu)
-                    except Deadlock:
-                        sim.unpriced()
-                        extra["would_sleep"] += 1
-                        failed += 1
-                        continue
-                    mallocs += 1
-                    charge(cpu, now, base)
-                    if addr is None:
-                        failed += 1
-                    else:
-                        bind(addr, mt, size, flags, key)
-                elif op[2] in handles:                # not if its malloc failed
-                    addr, mt = unbind(op[2])[:2]
-                    k_free(addr, mt, cpu)
-                    frees += 1
-                    charge(cpu, now, base)
-        engine.run()
-    finally:
-        extra["folded_cpu_events"] += folded
-        counts = sim.ops
-        counts["malloc"] += mallocs
-        counts["free"] += frees
-        counts["failed"] += failed
+    folded = 0
+    while (batch := (yield)) is not None:
+        for op in batch:
+            cpu = op[0]
+            if cpu >= ncpus:
+                cpu %= ncpus
+                folded += 1
+            now = int((op[-1] - ts0) * hz)
+            if now < engine.now:
+                now = engine.now
+            if queue:
+                engine.run(until=now)   # IPI handlers due by now
+            if now < clock[cpu]:
+                now = clock[cpu]
+            elif zero_idle is not None and now > clock[cpu]:
+                sim._idle(cpu, clock[cpu], now)
+            if op[1] == MALLOC:
+                _, _, key, size, flags, tname, _ = op
+                mt = mtypes.get(tname) or new_mtype(tname)
+                try:
+                    malloc_at(cpu, now, size, mt, flags, key)
+                except Deadlock:
+                    sim.unpriced()
+                    extra["would_sleep"] += 1
+                    sim.ops["failed"] += 1
+            elif op[2] in handles:                # not if its malloc failed
+                free_at(cpu, now, op[2])
+        extra["folded_cpu_events"] = folded
+    engine.run()
