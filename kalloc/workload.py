@@ -35,8 +35,9 @@ A workload class has ``NAME``, ``DESCRIPTION`` (one line), ``PARAMS`` (defaults;
 value's type is the parameter's type), and ``threads(ctx)`` returning
 ``[(cpu, name, generator), ...]``; optionally ``LIMITS`` (``{param: (lo, hi)}``, inclusive,
 ``hi`` None for no upper bound; a number without one must not be negative) and
-``check_params(params)`` for rules between parameters, and ``warmup_ops(params, ncpus)``, the
-default warm-up (allocator operations before measuring starts; 0 without one).  ``resolve_params`` applies them
+``check_params(params)`` for rules between parameters, and ``warmup_ops(params, ncpus)``
+(a static method: the allocator operations before measuring starts; ``Workload.warmup_ops``
+defines it).  ``resolve_params`` applies them
 (and rejects inf and nan) before anything runs.  It registers through the
 ``kalloc_workloads`` hook, the same for kalloc's own workloads (kalloc_plugins) and for
 third parties; see docs/workloads.md.
@@ -142,17 +143,19 @@ class Workload:
     LIMITS: dict = {}
 
     @staticmethod
-    def warmup_ops(params: dict, ncpus: int) -> int:
-        """The default warm-up: allocator operations (malloc, free, realloc, over all CPUs,
-        in the order the harness runs them) before measuring starts, for these parameters
-        on ``ncpus`` CPUs.  Long enough that the measured phase is past first-zone creation
-        and the fill of the live set; the workload's docstring states its rule."""
-        return 0
-
-    @staticmethod
     def check_params(params: dict) -> None:
         """Rules between the resolved ``params`` (min <= max, ...): raise ValueError naming
         the parameter; ``resolve_params`` adds the workload's name."""
+
+    @staticmethod
+    def warmup_ops(params: dict, ncpus: int) -> int:
+        """The number of allocator operations (malloc, free and realloc, counted over all CPUs,
+        in the order the harness executes them) that run before measuring starts, for the
+        resolved ``params`` on ``ncpus`` CPUs.  The harness uses it when the user gives no
+        ``--warmup``.  A workload sets it long enough that the measured phase is past the
+        creation of its first zones and past the fill of its live set, and states its rule in
+        its docstring.  The default, 0, measures from the first operation."""
+        return 0
 
     def threads(self, ctx: Context) -> list:
         raise NotImplementedError

@@ -8,11 +8,14 @@ import pytest
 import kalloc
 from kalloc import plugins
 from kalloc.harness import RunSpec, run_one
+from kalloc.workload import Workload, resolve_params
 
 WORKLOADS = ["tty", "net", "fs", "scsi", "larson", "prodcons"]
 BACKENDS = [b for b in plugins.backends() if b != "bump"] + ["bump"]
-SMALL = {"tty": {"bursts": 40}, "net": {"packets": 300}, "fs": {"cache": 60, "turnover": 200},
-         "scsi": {"commands": 60}, "larson": {"rounds": 40, "epochs": 2}, "prodcons": {"objects": 300}}
+# Small runs, explicitly: the defaults are sized for measurements (docs/calibration.md).
+SMALL = {"tty": {"bursts": 40, "reserve": 20}, "net": {"packets": 300, "ring": 32},
+         "fs": {"cache": 60, "turnover": 200}, "scsi": {"commands": 60},
+         "larson": {"slots": 64, "rounds": 40, "epochs": 2}, "prodcons": {"objects": 300, "batch": 16}}
 
 
 def run(backend, workload, ncpus, seed=0, **kw):
@@ -58,9 +61,9 @@ def test_seeds_change_the_stream_and_repeat_exactly(workload):
 
 
 def test_net_drops_packets_when_memory_runs_out():
-    r = run_one(RunSpec("kmem_map", "net", 2, physmem="16M", params={"packets": 300},
+    r = run_one(RunSpec("kmem_map", "net", 2, physmem="16M", params={"packets": 300, "ring": 32, "ifq_maxlen": 0},
                         options={"fail_probability": 0.2}))
-    assert r["workload_counts"]["drops"] > 0
+    assert r["workload_counts"]["drops"] > 0 and r["ops"]["failed"] == r["workload_counts"]["drops"]
     assert r["workload_counts"]["drops"] + r["workload_counts"]["delivered"] == 300
 
 
@@ -85,3 +88,39 @@ def test_tty_is_cpu_local():
 def test_unknown_parameter():
     with pytest.raises(ValueError, match="unknown parameter 'nope' for workload 'net'"):
         run_one(RunSpec("bump", "net", params={"nope": 1}))
+
+
+def test_net_drops_packets_when_the_protocol_queue_is_full():
+    r = run_one(RunSpec("bump", "net", 2, params={"packets": 300, "ring": 8, "ifq_maxlen": 2, "gap_cycles": 1}))
+    assert r["ops"]["failed"] == 0 and r["workload_counts"]["drops"] > 0
+    assert r["workload_counts"]["drops"] + r["workload_counts"]["delivered"] == 300
+
+
+def test_scsi_queue_depth_bounds_the_commands_in_flight():
+    per_command = 400 + 32                      # CCB + sense (malloc(0) requests 0 bytes)
+    for depth in (1, 3):
+        r = run_one(RunSpec("bump", "scsi", 4, params={"commands": 60, "queue_depth": depth}))
+        assert r["memory"]["peak_requested_bytes"] <= 4 * (depth + 1) * per_command
+    unbounded = run_one(RunSpec("bump", "scsi", 4, params={"commands": 60, "queue_depth": 0}))
+    assert unbounded["memory"]["peak_requested_bytes"] > 4 * 4 * per_command
+
+
+def test_tty_reserve_is_held_for_the_whole_run():
+    r = run_one(RunSpec("bump", "tty", 1, params={"bursts": 5, "reserve": 100, "max_cblocks": 1,
+                                                  "line_buffer_every": 0}))
+    assert r["memory"]["peak_requested_bytes"] == 101 * 128
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("ncpus", [1, 2, 4])
+def test_default_warmup_is_part_of_the_run(workload, ncpus):
+    cls = plugins.workload_class(workload)
+    params = resolve_params(cls, {})
+    warm = cls.warmup_ops(params, ncpus)
+    r = run_one(RunSpec("bump", workload, ncpus))
+    total = r["ops"]["malloc"] + r["ops"]["free"] + r["ops"]["realloc"]
+    assert 0 < warm < total / 2, (warm, total)
+
+
+def test_the_base_warmup_is_zero():
+    assert Workload.warmup_ops({}, 4) == 0

@@ -9,7 +9,30 @@ a cache of objects, then replaces the oldest a few at a time (LRU-like recycling
 memory is held for most of the run and fragmentation, not speed, is what differs.
 
 Parameters: ``cache`` objects per CPU, ``turnover`` replacements per CPU, ``big_every``
-replacements between large buffers, ``work_cycles`` per replacement.
+replacements between large buffers, ``work_cycles`` per replacement (four times that while a
+large buffer is held; half of it for each object of the cache fill and of the final release).
+
+Calibration (docs/calibration.md, made by docs/calibration.py), from the ``fs`` trace
+(file-system work) and its ``fs-metadata`` family (dentry, the inode caches, ext4's caches and
+kmallocs, extent_status, buffer_head, radix_tree_node: what vnodes, FFS nodes, the name
+cache, dirhash and softdep records were in 2003):
+
+* ``cache`` = 3,500: the family's mean live set is 6,933 objects on the trace's 2 CPUs,
+  3,466 a CPU (2.1 MB in all; kalloc's 2003 object sizes, 32-250 bytes, make a smaller
+  cache in bytes than Linux 6.18's, whose mean live fs-metadata object is 306 bytes).
+* ``work_cycles`` = 14,000: the fs trace's mean busy gap between allocator events on one
+  CPU (gaps of at most 100 us) is 7,446 cycles at 2.0 GHz; a replacement makes
+  2 + 2/big_every = 2.04 operations for 1 + 4/big_every = 1.08 x work_cycles of work, so
+  work_cycles = 2.04 x 7,446 / 1.08 = 14,065, rounded (the fill's and release's half
+  work_cycles, 7,000 an operation, match the same gap).
+* ``turnover`` = 3,000 (as before) keeps the 4-CPU run near 52,000 allocator operations
+  (not calibrated).  ``big_every`` is kept and not calibrated: the traces have no
+  allocation above 5,840 bytes (Linux reads file data into page-cache pages, which the kmem
+  tracepoints do not show).
+
+Warm-up (``warmup_ops``): every CPU's cache fill plus its first ``big_every`` replacements
+(two large buffers): ncpus x (cache + 2 x big_every + 4), so that all the size classes the
+cache and the large buffers use exist.
 """
 
 from collections import deque
@@ -24,7 +47,11 @@ KINDS = (("vnodes", 200, 200), ("FFS node", 250, 250), ("namecache", 64, 128),
 class Fs(Workload):
     NAME = "fs"
     DESCRIPTION = "file system: long-lived vnodes/inodes/namecache of many types, slow LRU turnover, big buffers"
-    PARAMS = {"cache": 400, "turnover": 3000, "big_every": 50, "work_cycles": 800}
+    PARAMS = {"cache": 3500, "turnover": 3000, "big_every": 50, "work_cycles": 14000}
+
+    @staticmethod
+    def warmup_ops(params, ncpus):
+        return ncpus * (params["cache"] + 2 * params["big_every"] + 4)
 
     def threads(self, ctx):
         return [(cpu, f"fs{cpu}", self.fs(ctx, cpu)) for cpu in range(ctx.ncpus)]
@@ -39,6 +66,7 @@ class Fs(Workload):
         lru = deque()
         for _ in range(p["cache"]):
             lru.append((yield self._object(rng)))
+            yield work(p["work_cycles"] // 2)
         for i in range(p["turnover"]):
             if lru:
                 yield free(lru.popleft())
@@ -50,3 +78,4 @@ class Fs(Workload):
                 yield free(buf)
         while lru:
             yield free(lru.popleft())
+            yield work(p["work_cycles"] // 2)
