@@ -66,13 +66,6 @@ def _ratio(a: dict | None, b: dict | None) -> str:
     return ">1000" if r > 1000 else f"x{r:.2f}"
 
 
-def _inverse_ratio(a: dict | None, b: dict | None) -> str:
-    """The first backend's cost over this one's: higher is better, as for throughput."""
-    if not a or not b or not a["mean"]:
-        return "-"
-    return _ratio(b, a)
-
-
 def compare_table(records: list) -> str:
     """Backends side by side for each (workload, ncpus), ratios against the first.  A
     replayed trace's block compares cycles per operation: its throughput is the trace's."""
@@ -85,7 +78,7 @@ def compare_table(records: list) -> str:
         thr, fp = s.get("throughput_ops_per_mcycle"), s.get("peak_growth_bytes")
         mk, lw = s.get("makespan_cycles"), s.get("lock_wait_cycles")
         cpo = s.get("cycles_per_op")
-        vs = (_inverse_ratio(ref.get("cycles_per_op"), cpo) if s["replay"]
+        vs = (_ratio(ref.get("cycles_per_op"), cpo) if s["replay"]         # the first's cost over this one's
               else _ratio(thr, ref.get("throughput_ops_per_mcycle")))
         wait_pct = f"{100 * lw['mean'] / (mk['mean'] * s['ncpus']):.1f}" if lw and mk and mk["mean"] else "-"
         share = s.get("allocator_share")

@@ -46,7 +46,8 @@ starts when its CPU is free, runs, and the CPU is busy for the operation's cost:
   thread is parked and retries after the next free.  If nothing is left to run and
   someone still sleeps, the run stops with a ``Deadlock`` naming who waits for what.
 
-A ``KernelPanic`` stops the run; the record keeps the partial results and the message.
+A ``KernelPanic`` or a ``Deadlock`` stops the run; ``run_one``'s record keeps the partial
+results and the message (``panic``), so a grid goes on with its other cells.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class Simulator:
         """The operation that just ran on ``cpu`` from ``start``: its price (plus ``extra``:
         an interrupt's entry and exit), the lock, its latency (into ``lat``), the interrupts it
         caused; returns its end.  ``kind``: which of the per-CPU sums it goes to (ALLOC,
-        HANDLER, CALLS)."""
+        HANDLER, CALLS); an ALLOC one is also counted, and the warm-up may end with it."""
         cost, locked = self.pricing.take()
         cost += self._base + extra
         wait = 0
@@ -174,23 +175,22 @@ class Simulator:
         end = start + took
         self.clock[cpu] = self.irq_ok[cpu] = end
         mt = self.metrics
-        (mt.alloc, mt.handler, mt.calls)[kind][cpu] += took
         if lat is not None:
             lat[took] = lat.get(took, 0) + 1
         if self.pricing.shootdowns and self.pricing.per_page:
             self._invalidate_others(cpu, end, self.pricing.shootdowns)
         if self.pending:
             self._send_pending(end)
-        return end
-
-    def _count_op(self, now: int) -> None:
-        """One more allocator operation: the warm-up may end, the series takes a point."""
-        mt = self.metrics
+        if kind:
+            (mt.alloc, mt.handler, mt.calls)[kind][cpu] += took
+            return end
+        mt.alloc[cpu] += took                    # an allocator operation: one more counted
         mt.nops = n = mt.nops + 1
         if n == mt.warmup:
-            self._end_warmup(now)
+            self._end_warmup(start)
         if not n & 63:
-            mt.series.append((now, mt.fp, mt.live_req))
+            mt.series.append((start, mt.fp, mt.live_req))
+        return end
 
     def unpriced(self) -> None:
         """Drop what the counters moved since the last charge: an attempt that sleeps
@@ -208,8 +208,9 @@ class Simulator:
     def _send_pending(self, end: int) -> None:
         at = end + self.costs.ipi_latency
         engine = self.engine
+        queue, seq, arrive = engine.queue, engine._seq, self._arrive
         for msg in self.pending:
-            engine.schedule(at, self._arrive, *msg, priority=URGENT)
+            heappush(queue, (at, URGENT, next(seq), arrive, msg))
         self.pending.clear()
 
     def _interrupt_start(self, dst: int, now: int) -> int:
@@ -445,7 +446,6 @@ class Simulator:
             self._unbind(h, now)
             result = self._bind(new, mt, size, flags, now, cpu)
         end = self._priced(cpu, now, self._lat_m, ALLOC)
-        self._count_op(now)
         if self.blocked:
             self._wake()
         return result, end
@@ -459,15 +459,11 @@ class Simulator:
         ops["malloc"] += 1
         if addr is None:
             ops["failed"] += 1
-            end = self._priced(cpu, now, self._lat_m, ALLOC)
-            self._count_op(now)
-            return None, end
+            return None, self._priced(cpu, now, self._lat_m, ALLOC)
         if self.coherent and self.chunk_cpu.pop(addr, cpu) != cpu:
             self.m.lines.misses += 1             # the chunk's line is in the freeing CPU's cache
         h = self._bind(addr, mt, size, flags, now, h)
-        end = self._priced(cpu, now, self._lat_m, ALLOC)
-        self._count_op(now)
-        return h, end
+        return h, self._priced(cpu, now, self._lat_m, ALLOC)
 
     def free_at(self, cpu: int, now: int, h) -> int:
         """One priced free of handle ``h``; wakes sleepers.  Returns the end time."""
@@ -477,7 +473,6 @@ class Simulator:
             self.chunk_cpu[addr] = cpu
         self.ops["free"] += 1
         end = self._priced(cpu, now, self._lat_f, ALLOC)
-        self._count_op(now)
         if self.blocked:
             self._wake()
         return end
@@ -540,7 +535,7 @@ class Simulator:
     def _counters(self) -> dict:
         c = self.be.counters()
         m = self.m
-        c.update({"coherence_misses": c.get("coherence_misses", 0) + m.lines.misses, "ipis": m.ipis,
+        c.update({"coherence_misses": m.lines.misses, "ipis": m.ipis,
                   "ipi_interrupts": self.ipi_interrupts, "passive_ipis": m.passive_ipis,
                   "tlb_shootdowns": self.vm.tlb_shootdowns, "tlb_ipis": self.tlb_ipis,
                   "tlb_interrupts": self.tlb_interrupts,
@@ -622,7 +617,7 @@ class Simulator:
         return {"t": [p[0] for p in pts], "footprint": [p[1] for p in pts], "requested": [p[2] for p in pts]}
 
 
-ALLOC, HANDLER, CALLS = range(3)
+ALLOC, HANDLER, CALLS = range(3)      # the per-CPU sum an operation goes to; ALLOC is counted
 _BLOCK = object()
 
 
@@ -686,7 +681,7 @@ def run_one(spec: RunSpec) -> dict:
     panic = None
     try:
         sim.run()
-    except KernelPanic as e:
+    except (KernelPanic, Deadlock) as e:        # a cell's own end: recorded, the grid goes on
         panic = str(e)
     if panic is None and warmup and sim.metrics.warm is None:
         raise ValueError(f"warmup of {warmup} operations covers the whole run of {spec.workload!r} "

@@ -11,7 +11,7 @@ the start of the next, so each section costs one read of every counter::
     crit_sections                 crit_section                    backend (slab)
     cold_allocs                   cache_miss                      backend: memory never touched since mapped
     remote_cas                    cas_remote                      backend (passive remote free)
-    coherence_misses              coherence_miss                  backend and harness (kalloc.coherence)
+    lines.misses                  coherence_miss                  machine (kalloc.coherence): backends and harness touch
     ipis                          ipi_send                        machine: hardware IPIs sent
     pages_mapped                  page_alloc + pmap_enter         VM
     tlb_shootdowns                tlb_shootdown (sync model)      VM: one per unmapping on SMP
@@ -65,7 +65,7 @@ class Pricing:
     def read(self) -> tuple:
         be, vm, m = self.be, self.vm, self.m
         return (be.lock_acquires, be.crit_sections, be.cold_allocs,
-                (be.remote_cas, be.coherence_misses + m.lines.misses, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
+                (be.remote_cas, m.lines.misses, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
                  vm.bytes_zeroed, vm.bytes_copied, m.free_count, vm.pages_unmapped))
 
     def drop(self) -> None:
@@ -79,7 +79,7 @@ class Pricing:
         part (else 0), and a changed footprint is passed to the metrics."""
         be, vm, m = self.be, self.vm, self.m
         lock, crit, cold = be.lock_acquires, be.crit_sections, be.cold_allocs
-        rare = (be.remote_cas, be.coherence_misses + m.lines.misses, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
+        rare = (be.remote_cas, m.lines.misses, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
                 vm.bytes_zeroed, vm.bytes_copied, m.free_count, vm.pages_unmapped)
         l0, c0, k0, r0 = self.last
         self.last = (lock, crit, cold, rare)

@@ -40,7 +40,6 @@ COUNTERS = (
     "remote_cas",      # compare-and-swap on another CPU's cache line (passive remote free)
     "cold_allocs",     # mallocs of memory not touched since it was mapped (a never-used
                        # chunk, a fresh page): its first touch misses the cache
-    "coherence_misses",  # writes to a shared line another CPU wrote last (kalloc.coherence)
 )
 
 
