@@ -1,8 +1,9 @@
 """Hot path: a same-CPU malloc+free pair of a small size against the floor.
 
 Floor: a Python method call that pops and appends a list element, the cheapest possible
-"allocator".  Target: a pair on slab or kmem_map (no debug options) costs at most 12 floors,
-as the median of ratios of loops of plain calls run back to back (``paired_ratio`` says why).
+"allocator".  A reference figure, no longer a target (the speed that matters is the harness's,
+bench/test_harness_speed.py): a pair on slab or kmem_map (no debug options) in floors, as the
+median of ratios of loops of plain calls run back to back (``paired_ratio`` says why).
 """
 
 import statistics
@@ -128,9 +129,9 @@ def test_malloc_free_pair(benchmark, backend, size):
     pair_loop()
     benchmark.pedantic(pair_loop, rounds=1000, warmup_rounds=20)
     ratio = paired_ratio(pair_loop, floor_loop)
-    reference = backend == "bump"         # no target: a lower bound on footprint, not on time
-    record(f"{backend}: malloc+free pair ({size} B) / floor", ratio, "x floor",
-           REFERENCE if reference else "<= 12", reference or ratio <= 12)
+    # no target since the harness became the measure of speed (bench/test_harness_speed.py):
+    # the pair is recorded as a reference
+    record(f"{backend}: malloc+free pair ({size} B) / floor", ratio, "x floor", REFERENCE, True)
 
 
 def test_contract_only_pair(benchmark):

@@ -1,9 +1,10 @@
 """Replay throughput and streaming memory.
 
-* Throughput: `kalloc replay` (a fresh process, start-up included) on a trace of about a
-  million lines must reach at least 25 % of the floor's lines per second, the floor being
-  a loop that only finds each line's pointer and tracks live pointers in a dict, measured
-  in the same run on the same file.
+* Time: `kalloc replay` (a fresh process, start-up included) of a trace of about a million
+  lines on one backend must take under 15 s on the project's 2-core machine (issue "Verdicts
+  you can trust").  Its throughput against a floor measured in the same run (a loop that only
+  finds each line's pointer and tracks live pointers in a dict) is recorded beside it, as a
+  reference: the former target of 25 % is retired.
 * Streaming: a 10-million-event synthetic trace piped into `kalloc replay -` must stay
   under 300 MB of peak RSS (memory follows the live allocations, not the file).
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import record
+from conftest import REFERENCE, record
 
 TRACES = Path(__file__).resolve().parents[1] / "tests" / "traces"
 KALLOC = str(Path(sys.executable).parent / "kalloc")
@@ -76,8 +77,8 @@ def test_replay_throughput(million, backend, mode):
         floors.append(floor(path))
     f, r = min(floors), min(runs)
     how = "one process" if mode else "default"
-    record(f"{backend}: replay of {n:,} lines ({how}), throughput / floor", f / r, "x floor", ">= 0.25",
-           f / r >= 0.25)
+    record(f"{backend}: replay of {n:,} lines ({how}), seconds", r, "s", "< 15", r < 15)
+    record(f"{backend}: replay of {n:,} lines ({how}), throughput / floor", f / r, "x floor", REFERENCE, True)
 
 
 def synthetic(n_events: int, live: int = 5000):

@@ -38,7 +38,16 @@ class Engine:
         callback(*args)
 
     def run(self, until: int | None = None) -> None:
-        """Run events until none is left (or the next one is later than ``until``)."""
+        """Run events until none is left (or the next one is later than ``until``); the
+        loop is step() written out, since it runs once per event."""
         q = self.queue
-        while q and (until is None or q[0][0] <= until):
-            self.step()
+        if until is None:
+            while q:
+                time, _, _, callback, args = heappop(q)
+                self.now = time
+                callback(*args)
+            return
+        while q and q[0][0] <= until:
+            time, _, _, callback, args = heappop(q)
+            self.now = time
+            callback(*args)

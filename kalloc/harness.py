@@ -121,7 +121,7 @@ class Simulator:
         n = self.ncpus = m.ncpus
         self.clock = [0] * n
         self.irq_ok = [0] * n        # from when an interrupt may run (the end of the last uninterruptible part)
-        self.irq_end = [0] * n       # the end of the last interrupt (messages arriving before it join it)
+        self.drain_end = [0] * n     # the end of the last IPI-queue drain (messages arriving before it join it)
         self.lock_free_at = 0
         self.lock_owner = -1
         self.handles: dict = {}
@@ -231,8 +231,8 @@ class Simulator:
         the passive messages waiting in the queue.  A passive message interrupts nobody: it
         waits for the next drain, an interrupt or dst's next clock tick."""
         now = self.engine.now
-        if self.drain and self.irq_end[dst] > now:      # the running drain takes it
-            start, extra = self.irq_end[dst], 0
+        if self.drain and self.drain_end[dst] > now:    # the running drain takes it
+            start, extra = max(self.drain_end[dst], self.irq_ok[dst]), 0
             if not passive and not self.latched[dst]:
                 self.latched[dst] = True
                 extra = self.costs.ipi_receive
@@ -249,9 +249,9 @@ class Simulator:
             self.latched[dst] = False
             self.ipi_interrupts += 1
         func(*args)
-        self._handler(dst, start, extra)
+        self._handler(dst, start, extra, True)
         if self.parked[dst] and self.drain:
-            self._run_parked(dst, self.irq_end[dst])
+            self._run_parked(dst, self.drain_end[dst])
         if self.blocked:
             self._wake()
 
@@ -260,6 +260,8 @@ class Simulator:
         messages); the tick's own cost is not the allocator's."""
         self.tick_due[dst] = False
         if self.parked[dst]:
+            if self.drain_end[dst] <= self.engine.now:  # a new drain: an IPI during it latches again
+                self.latched[dst] = False
             self._run_parked(dst, self._interrupt_start(dst, self.engine.now))
             if self.blocked:
                 self._wake()
@@ -269,16 +271,18 @@ class Simulator:
         for func, args in parked:
             self.passive_runs += 1
             func(*args)
-            self._handler(dst, start, 0)
-            start = self.irq_end[dst]
+            self._handler(dst, start, 0, True)
+            start = self.drain_end[dst]
 
-    def _handler(self, dst: int, start: int, extra: int) -> None:
+    def _handler(self, dst: int, start: int, extra: int, drain: bool) -> None:
         """Price a handler that ran on ``dst`` from ``start`` (``extra``: interrupt entry and
-        exit, flushes); interruptible work it cut into ends later by as much."""
+        exit, flushes); interruptible work it cut into ends later by as much.  ``drain``: an
+        IPI-queue drain, which messages arriving before its end join."""
         clock = self.clock[dst]
         end = self._priced(dst, start, self.metrics.lat["ipi_handler"], HANDLER, extra)
         self.clock[dst] = (clock if clock > start else start) + (end - start)
-        self.irq_end[dst] = end
+        if drain:
+            self.drain_end[dst] = end
 
     def _invalidate_others(self, cpu: int, end: int, n: int) -> None:
         """smp_invltlb, ``n`` times (one per page mapped or unmapped): every other CPU takes
@@ -294,7 +298,7 @@ class Simulator:
     def _tlb_arrive(self, dst: int) -> None:
         self.tlb_interrupts += 1
         start = self._interrupt_start(dst, self.engine.now)
-        self._handler(dst, start, self.costs.ipi_receive + self.costs.tlb_flush)
+        self._handler(dst, start, self.costs.ipi_receive + self.costs.tlb_flush, False)
 
     def _idle(self, cpu: int, since: int, until: int) -> None:
         """``cpu`` was idle from ``since`` to ``until``: its idle loop zeroed free pages."""
@@ -437,14 +441,19 @@ class Simulator:
         _, h, size, flags = op
         cpu = t.cpu
         addr, mt = self._handle(t, op)[:2]
+        self.metrics.live_changed(now)
         new = self.k.realloc(addr, size, mt, flags, cpu)
         self.ops["realloc"] += 1
         result = None
         if new is None:
             self.ops["failed"] += 1
         else:
-            self._unbind(h, now)
-            result = self._bind(new, mt, size, flags, now, cpu)
+            if new != addr and self.coherent:    # moved: the old block freed here, the new one handed out
+                self.chunk_cpu[addr] = cpu
+                if self.chunk_cpu.pop(new, cpu) != cpu:
+                    self.m.lines.misses += 1
+            self._unbind(h)
+            result = self._bind(new, mt, size, flags)
         end = self._priced(cpu, now, self._lat_m, ALLOC)
         if self.blocked:
             self._wake()
@@ -454,6 +463,7 @@ class Simulator:
     def malloc_at(self, cpu: int, now: int, size: int, mt, flags: int, h=None):
         """One priced malloc on ``cpu`` at ``now``: (handle or None, end time).  ``h``: the
         handle to bind (replay uses its keys); None, the next number."""
+        self.metrics.live_changed(now)           # the state the last operation left, up to now
         addr = self.k_malloc(size, mt, flags, cpu)
         ops = self.ops
         ops["malloc"] += 1
@@ -462,12 +472,13 @@ class Simulator:
             return None, self._priced(cpu, now, self._lat_m, ALLOC)
         if self.coherent and self.chunk_cpu.pop(addr, cpu) != cpu:
             self.m.lines.misses += 1             # the chunk's line is in the freeing CPU's cache
-        h = self._bind(addr, mt, size, flags, now, h)
+        h = self._bind(addr, mt, size, flags, h)
         return h, self._priced(cpu, now, self._lat_m, ALLOC)
 
     def free_at(self, cpu: int, now: int, h) -> int:
         """One priced free of handle ``h``; wakes sleepers.  Returns the end time."""
-        addr, mt = self._unbind(h, now)[:2]
+        self.metrics.live_changed(now)
+        addr, mt = self._unbind(h)[:2]
         self.k_free(addr, mt, cpu)
         if self.coherent:
             self.chunk_cpu[addr] = cpu
@@ -483,7 +494,7 @@ class Simulator:
             mt = self.mtypes[tname] = self.k.malloc_type(tname)
         return mt
 
-    def _bind(self, addr: int, mt, size: int, flags: int, now: int, h=None):
+    def _bind(self, addr: int, mt, size: int, flags: int, h=None):
         """A handle for a new live allocation: the next number, or ``h`` (replay uses its keys)."""
         if h is None:
             h = self.next_handle
@@ -495,10 +506,9 @@ class Simulator:
         m.live_usable += usable
         if flags & ZERO:
             m.zero_req += size
-        m.live_changed(now)
         return h
 
-    def _unbind(self, h, now: int):
+    def _unbind(self, h):
         try:
             rec = self.handles.pop(h)
         except (KeyError, TypeError):
@@ -506,7 +516,6 @@ class Simulator:
         m = self.metrics
         m.live_req -= rec[2]
         m.live_usable -= rec[3]
-        m.live_changed(now)
         return rec
 
     def _wake(self) -> None:

@@ -119,10 +119,12 @@ class Metrics:
         self._start_phase(now, snap)
         self.measuring = True
 
-    # --- memory, called when live bytes or the footprint change -----------------------------
+    # --- memory, called at the start of each allocator operation and at the end --------------
     def live_changed(self, now: int) -> None:
-        """Account the time since the last change at the old values, then check for a new
-        footprint peak (the instant of overhead_ratio and internal fragmentation)."""
+        """The state the last operation left (live bytes, and the footprint its pricing
+        found) held until ``now``: account that interval at those values, then see whether
+        that state is a new footprint peak (the instant of overhead_ratio and internal
+        fragmentation)."""
         dt = now - self.t_last
         if dt > 0:
             self.area_grown += dt * (self.fp - self.boot_fp)

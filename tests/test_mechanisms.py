@@ -210,10 +210,6 @@ def _late_message_in_tlb_drain(two_early):
     return run(s, (0, owner()), (1, other()))
 
 
-@pytest.mark.xfail(strict=True, reason="kalloc bug: Simulator.latched is reset only when an IPI starts a new "
-                                       "interrupt, not when a TLB (or tick) handler starts a new drain, so a "
-                                       "drain long ago makes a later message's IPI free (no ipi_receive, not "
-                                       "counted in ipi_interrupts)")
 def test_each_drain_latches_one_interrupt_even_after_an_earlier_drain():
     one, two = _late_message_in_tlb_drain(False), _late_message_in_tlb_drain(True)
     # with one early free the late message costs its latched interrupt (control: passes)
@@ -305,9 +301,6 @@ def _misses_taking_a_chunk_freed_on_cpu1(use_realloc):
     return got[0]
 
 
-@pytest.mark.xfail(strict=True, reason="kalloc bug: Simulator._realloc neither pops nor sets chunk_cpu, so a "
-                                       "chunk that realloc hands out on another CPU than the one that freed it "
-                                       "costs no coherence miss (and its stale entry stays behind)")
 def test_coherence_realloc_counts_the_chunk_freed_on_another_cpu():
     assert _misses_taking_a_chunk_freed_on_cpu1(False) == 2     # the bucket head and the chunk (control)
     assert _misses_taking_a_chunk_freed_on_cpu1(True) == 2

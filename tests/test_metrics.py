@@ -231,10 +231,6 @@ def test_overhead_ratio_is_none_with_nothing_requested():
     assert mem["peak_growth_bytes"] == 0 and mem["overhead_ratio"] is None and mem["mean_overhead_ratio"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="kalloc bug: the footprint peak is checked in live_changed before the "
-                                       "operation that grew it is priced (Pricing.take updates metrics.fp after "
-                                       "_bind), so the peak is seen one operation late, with the next "
-                                       "operation's live bytes: a malloc then a free gives requested_at_peak 0")
 def test_peak_instant_is_the_operation_that_grew_the_footprint():
     _, mem, _ = _mallocs("kmem_map", 1, then_free=True)
     assert mem["peak_growth_bytes"] == 4096
@@ -243,9 +239,6 @@ def test_peak_instant_is_the_operation_that_grew_the_footprint():
     assert mem["internal_fragmentation_bytes"] == 28
 
 
-@pytest.mark.xfail(strict=True, reason="kalloc bug: _bind/_unbind change live_req before calling "
-                                       "Metrics.live_changed, which then weights the interval since the last "
-                                       "change by the new requested bytes, not the old ones")
 def test_mean_overhead_ratio_weights_each_interval_by_what_was_live():
     s, mem, times = _mallocs("kmem_map", 1, then_free=True, gap=10_000)
     tf = times["free"]                                      # live 100 bytes over [0, tf), then 0
