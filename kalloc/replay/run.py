@@ -127,6 +127,21 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="64M", arch="i
     return [r.record(counts, path, reading) for r in replays]
 
 
+def check_trace(path) -> None:
+    """Open the trace at ``path`` and read its start, raising what replay_backends would
+    (a missing file, a directory, a damaged header): a command checks it before any work.
+    Standard input ("-") is left unread."""
+    if os.fspath(path) == "-":
+        return
+    lines = open_trace(path)
+    try:
+        lines.readline(1)
+    except UNREADABLE as e:
+        raise _unreadable(path, e) from None
+    finally:
+        lines.close()
+
+
 class _Replay:
     """One backend's simulator, fed batches of operations by its driver (_drive)."""
 
