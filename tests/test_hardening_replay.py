@@ -148,13 +148,15 @@ def test_dev_zero_is_read_in_bounded_memory():
     in bounded memory."""
     if not os.path.exists("/dev/zero"):
         pytest.skip("no /dev/zero")
-    code = ("import resource, threading, os\n"
+    if not Path("/proc/self/status").exists():
+        pytest.skip("no /proc")
+    code = ("import threading, os, re\n"
             "from kalloc.replay.parse import open_trace\n"
-            "threading.Timer(2, lambda: (print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), "
-            "os._exit(0))).start()\n"
+            "rss = lambda: int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
+            "threading.Timer(2, lambda: (print(rss()), os._exit(0))).start()\n"
             "for _ in open_trace('/dev/zero'): pass\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
-    assert int(out) < 200_000                       # KiB: the interpreter and no line
+    assert int(out) < 100_000                       # KiB now (maxrss would count the forked parent)
 
 
 def _compressed(opener, text: str) -> bytes:
@@ -191,7 +193,9 @@ def _reader_pid(pid: int) -> int:
     """The forked trace reader of process ``pid`` (Linux /proc), once it runs."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
     for _ in range(200):
-        pids = children.read_text().split() if children.exists() else []
+        if not children.exists():
+            pytest.skip("no /proc/PID/task/PID/children on this kernel")
+        pids = children.read_text().split()
         if pids:
             return int(pids[0])
         time.sleep(0.025)
