@@ -414,9 +414,9 @@ class KmemMapBackend(Backend):
     def free(self, addr, mtype, cpu=0):
         """free(9) (GIANT, never sleeps): the size comes from kmemusage, not from the type."""
         live = self.live
-        try:                                     # first: a float equal to a live address
-            pg = (addr - self.kmembase) >> PAGE_SHIFT    # must not leave ``live`` (no >>)
-        except TypeError:
+        try:                                     # the arithmetic first: an address that is no
+            pg = (addr - self.kmembase) >> PAGE_SHIFT    # int (a float equal to a live one)
+        except TypeError:                        # fails here, before it can leave ``live``
             return self._free_unusual(addr, mtype, live, cpu)
         t = live.pop(addr, live)                 # `live` as default: never a MallocType
         if t is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:

@@ -351,7 +351,7 @@ class SlabBackend(Backend):
         a request the bare slab serves from a lower zone is not moved into it by its
         guards, but taken from kmem (ZoneLimit bytes, 4 pages) instead."""
         last = NZONES - 1
-        moved = self._zone_of.get(padded, (0,))[0] == last and self._zone_of.get(size, (0,))[0] != last
+        moved = self._zone_of.get(padded, (-1,))[0] == last and self._zone_of.get(size, (-1,))[0] != last
         return self.zone_limit if moved and self.nmaxes[last] == 1 else padded
 
     def default_type_limit(self) -> int:
@@ -547,9 +547,9 @@ class SlabBackend(Backend):
         """free(9) (PER-CPU; MAY IPI): ZERO_LENGTH_PTR returns, a large block goes back to the
         VM on any CPU, a chunk of another CPU's zone is sent to its owner."""
         live = self.live
-        try:                                     # first: a float equal to a live address
-            z = self.zones[addr & self.zone_base_mask]   # must not leave ``live`` (no &)
-        except KeyError:
+        try:                                     # the arithmetic first: an address that is no
+            z = self.zones[addr & self.zone_base_mask]   # int (a float equal to a live one)
+        except KeyError:                         # fails here, before it can leave ``live``
             z = None
         except TypeError:
             return self._free_unusual(addr, mtype, live, cpu)
