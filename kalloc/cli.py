@@ -3,7 +3,10 @@
 Every command takes the machine options (--backend/--backends, --ncpus, --physmem,
 --seed, --arch, --set key=value, --format) and --config FILE; the command line wins
 over the file.  Bad input -- unknown backend, workload or option, bad TOML, a bad size
--- is one line on stderr and exit status 2, never a traceback.
+-- is one line on stderr and exit status 2, never a traceback, and it comes before any
+work: every input (the trace of ``compare --trace`` included) and output is checked
+first.  What is printed is escaped: a control character in a message or in a name from a
+trace (a newline, a terminal escape sequence) is shown as ``\\n`` or ``\\x1b``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from kalloc import plot
 from kalloc.export import compare_table, render, run_report, run_reports, scale_rows, scale_table, to_table
 from kalloc.executors import run_grid
 from kalloc.harness import RunSpec, run_one, specs_for, summarize
-from kalloc.replay.run import replay_backends
+from kalloc.replay.run import check_trace, replay_backends
 
 
 class UsageError(Exception):
@@ -123,8 +126,14 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _file(args) -> dict:
+    """The --config file's settings (an empty name is a missing file, not no file)."""
+    path = getattr(args, "config", None)
+    return {} if path is None else load_toml(path)
+
+
 def _config(args, default_ncpus=(1,), single=()):
-    file = load_toml(args.config) if getattr(args, "config", None) else {}
+    file = _file(args)
     cli = {k: getattr(args, k, None) for k in
            ("backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
             "format", "output", "repeat", "jobs", "plot", "executor", "scheduler", "trace", "warmup")}
@@ -134,6 +143,10 @@ def _config(args, default_ncpus=(1,), single=()):
     cfg = build(file, cli, default_ncpus, single)
     for path in (cfg.output, cfg.plot):
         _check_writable(path)
+    if cfg.plot:
+        plot.require()
+    if cfg.trace:
+        check_trace(cfg.trace)
     args.output = cfg.output        # the config file's `output = ...` too, for _emit
     return cfg
 
@@ -161,7 +174,19 @@ def _untimed(args, records: list) -> list:
     return records
 
 
+# Control characters as escapes: C0 but newline (tab included), DEL and C1.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x0A}
+_ESCAPES_ONE_LINE = {**_ESCAPES, 0x0A: "\\n"}
+
+
+def escaped(text: str, one_line: bool = False) -> str:
+    """``text`` safe for a terminal: a name from a trace cannot move the cursor, set the
+    window title or clear the screen, and a message stays on one line (``one_line``)."""
+    return text.translate(_ESCAPES_ONE_LINE if one_line else _ESCAPES)
+
+
 def _emit(text: str, output: str | None) -> None:
+    text = escaped(text)
     if output:
         with open(output, "w") as f:
             f.write(text)
@@ -170,9 +195,8 @@ def _emit(text: str, output: str | None) -> None:
 
 
 def cmd_list(args, which: str) -> str:
-    file = load_toml(args.config) if args.config else {}
-    fmt = args.format or file.get("format") or "table"
-    if fmt not in FORMATS:
+    fmt = args.format if args.format is not None else _file(args).get("format", "table")
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     table = plugins.backends() if which == "backends" else plugins.workloads()
     rows = []
@@ -234,7 +258,8 @@ def _replays(cfg, path: str, ncpus: int | None, pipeline: bool | None = None) ->
 
 def cmd_replay(args) -> str:
     cfg = _config(args)
-    explicit = args.ncpus is not None or (args.config and "ncpus" in load_toml(args.config))
+    check_trace(args.trace)
+    explicit = args.ncpus is not None or "ncpus" in _file(args)
     if explicit and len(cfg.ncpus) > 1:
         raise ValueError(f"replay takes one --ncpus (the trace's CPUs fold onto it), not {len(cfg.ncpus)}")
     records = _untimed(args, _replays(cfg, args.trace, cfg.ncpus[0] if explicit else None,
@@ -246,10 +271,9 @@ def cmd_replay(args) -> str:
 
 def cmd_compare(args) -> str:
     cfg = _config(args, (1, 2, 4))
-    records = _grid(cfg, cfg.ncpus)
-    if cfg.trace:
-        records += _replays(cfg, cfg.trace, None)
-    _untimed(args, records)
+    # The trace first: a missing or damaged one must not cost the grid's results.
+    replays = _replays(cfg, cfg.trace, None) if cfg.trace else []
+    records = _untimed(args, _grid(cfg, cfg.ncpus) + replays)
     if cfg.plot:
         plot.plot_compare(summarize(records), cfg.plot)
     return render(records, cfg.format, compare_table)
@@ -321,7 +345,7 @@ def main(argv=None) -> int:
         return 0
     except (UsageError, ValueError, TypeError, OSError, EOFError, KallocError) as e:
         what = "simulated kernel panic: " if isinstance(e, KernelPanic) else ""
-        sys.stderr.write(f"kalloc: {what}{e}\n")
+        sys.stderr.write(f"kalloc: {what}{escaped(str(e), one_line=True)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("kalloc: interrupted\n")

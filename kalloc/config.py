@@ -25,7 +25,7 @@ Every command-line option can come from the file; the command line wins.  A file
     warmup = 5000            # allocator operations before measuring (default: the workload's own)
 
 Unknown keys, wrong types and bad values are errors (ValueError with a message that
-names the key), never silently ignored.
+names the key), never silently ignored.  A config file holds at most MAX_CONFIG_BYTES.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from attrs import field, frozen
 from kalloc import plugins
 from kalloc.backends.base import COMMON_OPTIONS, resolve_options
 from kalloc.costs import CostModel
-from kalloc.machine import ARCHES, parse_size
+from kalloc.machine import ARCHES, check_physmem, parse_size
 from kalloc.workload import resolve_params
 
 TOP_KEYS = {"backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
@@ -46,6 +46,7 @@ TOP_KEYS = {"backend", "backends", "workload", "workloads", "ncpus", "physmem", 
             "executor", "scheduler", "run"}
 RUN_KEYS = {"warmup"}
 FORMATS = ("table", "json", "csv")
+MAX_CONFIG_BYTES = 1 << 20    # a config file is a few lines: anything bigger is a mistake (/dev/zero)
 DEFAULT_WORKLOADS = ("tty", "net", "fs", "scsi", "larson", "prodcons")
 
 
@@ -80,9 +81,15 @@ class Config:
 def load_toml(path: str) -> dict:
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(f"config file {path!r} not found") from None
+    except OSError as e:
+        raise ValueError(f"config file {path!r} cannot be read: {e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ValueError(f"config file {path!r} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"config file {path!r} is not valid TOML: {e}") from None
     unknown = set(data) - TOP_KEYS
@@ -103,19 +110,25 @@ def parse_value(text: str):
 
 
 def parse_assignments(items, what: str) -> dict:
-    """['a=1', 'slab.b=x'] -> {'a': 1, 'slab.b': 'x'}."""
+    """['a=1', 'slab.b=x'] -> {'a': 1, 'slab.b': 'x'}.  One line each: a newline would
+    make the rest of the value further TOML lines."""
     out = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"{what} expects key=value, got {item!r}")
+        if not item.isprintable():
+            raise ValueError(f"{what} {key.strip()!r}: the value holds a newline or another control "
+                             f"character, got {item!r}")
         out[key.strip()] = parse_value(value.strip())
     return out
 
 
 def _as_list(value, what: str) -> tuple:
     if isinstance(value, str):
-        items = [v.strip() for v in value.split(",") if v.strip()]
+        items = [v.strip() for v in value.split(",")] if value.strip() else []
+        if "" in items:
+            raise ValueError(f"{what} has an empty item in {value!r}")
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
@@ -139,6 +152,20 @@ def _path(value, what: str) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise ValueError(f"{what} must be a file name, got {value!r}" if what != "scheduler"
                          else f"scheduler must be an address such as tcp://host:8786, got {value!r}")
+    return value
+
+
+def _word(value, what: str, known) -> str:
+    """A setting that names one of ``known`` (a string, as --arch json or arch = "amd64")."""
+    if not isinstance(value, str) or value not in known:
+        raise ValueError(f"unknown {what} {value!r} (known: {', '.join(known)})")
+    return value
+
+
+def _name(value, what: str) -> str:
+    """An item of backends or workloads: a name, looked up by the plugin registry."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} lists {value!r}: a {what[:-1]} is named by a string")
     return value
 
 
@@ -166,6 +193,9 @@ def _split_scoped(flat: dict, names: tuple, known: dict, kind: str, per: str) ->
             if scope not in out:
                 raise ValueError(f"{kind} {key!r} names {per} {scope!r}, which is not selected "
                                  f"(selected: {', '.join(names)})")
+            if k not in known[scope]:
+                raise ValueError(f"unknown {kind} {k!r} for {per} {scope!r} in {key!r} "
+                                 f"(known: {', '.join(sorted(known[scope])) or 'none'})")
             out[scope][k] = value
             continue
         takers = [n for n in names if key in known[n]]
@@ -214,6 +244,14 @@ def _listing(pick, keys: tuple, default: tuple, single: tuple, check=None) -> tu
     return items
 
 
+def _trial_boots(backends: tuple, options: dict, ncpus: int, physmem: int, arch: str) -> None:
+    """Boot each backend once with its options: what only a boot can refuse (slab's
+    redzone at 32K zones, zone_cache=0 without zone_trim=malloc) fails before any run."""
+    from kalloc.malloc import boot          # (kalloc.malloc imports the plugins' backends)
+    for b in backends:
+        boot(b, ncpus=ncpus, physmem=physmem, arch=arch, **options[b])
+
+
 def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Config:
     """Merge a loaded TOML dict and the command line's values (None = not given);
     ``default_ncpus`` is the command's own default CPU list; ``single`` names the settings
@@ -230,8 +268,10 @@ def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Conf
                 return src[given[0]]
         return default
 
-    backends = _listing(pick, ("backends", "backend"), ("slab", "kmem_map"), single)
-    workloads = _listing(pick, ("workloads", "workload"), DEFAULT_WORKLOADS, single)
+    backends = _listing(pick, ("backends", "backend"), ("slab", "kmem_map"), single,
+                        lambda b: _name(b, "backends"))
+    workloads = _listing(pick, ("workloads", "workload"), DEFAULT_WORKLOADS, single,
+                         lambda w: _name(w, "workloads"))
     known_backends = plugins.backends()
     for b in backends:
         plugins.backend_class(b)
@@ -239,12 +279,8 @@ def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Conf
         plugins.workload_class(w)
     ncpus = _listing(pick, ("ncpus",), default_ncpus, single, lambda n: _int(n, "ncpus", 1, 1024))
     physmem = parse_size(pick("physmem", default="64M"), "physmem")
-    fmt = pick("format", default="table")
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    executor = pick("executor", default="local")
-    if executor not in ("local", "dask"):
-        raise ValueError(f"unknown executor {executor!r} (known: local, dask)")
+    fmt = _word(pick("format", default="table"), "format", FORMATS)
+    executor = _word(pick("executor", default="local"), "executor", ("local", "dask"))
     if executor != "dask" and pick("scheduler") is not None:
         raise ValueError("scheduler is the address of a Dask scheduler: it needs executor dask")
 
@@ -270,15 +306,15 @@ def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Conf
     warmup = cli.get("warmup") if cli.get("warmup") is not None else run.get("warmup")
     if warmup is not None:
         warmup = _int(warmup, "warmup", 0)
-    arch = pick("arch", default="i386")
-    if arch not in ARCHES:
-        raise ValueError(f"unknown arch {arch!r} (known: {', '.join(ARCHES)})")
+    arch = _word(pick("arch", default="i386"), "arch", ARCHES)
+    check_physmem(physmem, ARCHES[arch])
     # Check every value now, so a bad one fails before anything runs.
     for b in backends:
         resolve_options(known_backends[b][0], options[b])
     for w in workloads:
         resolve_params(plugins.workload_class(w), params[w])
     CostModel.from_config(costs)
+    _trial_boots(backends, options, max(ncpus), physmem, arch)
     return Config(
         backends=backends, workloads=workloads, ncpus=ncpus, physmem=physmem,
         seed=_int(pick("seed", default=0), "seed", 0), arch=arch,

@@ -19,6 +19,9 @@ import attrs
 from attrs import frozen
 
 
+MAX_COST = 2 ** 63 - 1      # a price (or a clock rate) a 64-bit counter holds
+
+
 @frozen
 class CostModel:
     clock_hz: int = 2_000_000_000     # cycles per second (replay maps trace time with it)
@@ -46,14 +49,16 @@ class CostModel:
         """The model named by ``preset`` (default 2003) with fields overridden."""
         values = dict(values)
         preset = values.pop("preset", "2003")
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise ValueError(f"unknown cost preset {preset!r} (known: {', '.join(PRESETS)})")
         known = {f.name for f in attrs.fields(cls)}
         for k, v in values.items():
             if k not in known:
                 raise ValueError(f"unknown cost {k!r} (known: {', '.join(sorted(known))})")
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"cost {k!r} must be a non-negative integer number of cycles, got {v!r}")
+            lo = 1 if k == "clock_hz" else 0          # time is cycles / clock_hz
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= MAX_COST:
+                raise ValueError(f"cost {k!r} must be an integer from {lo} to {MAX_COST:,}"
+                                 f"{' (cycles per second)' if lo else ' cycles'}, got {v!r}")
         return attrs.evolve(PRESETS[preset], **values)
 
 

@@ -13,7 +13,20 @@ from __future__ import annotations
 
 
 class KallocError(Exception):
-    """Base of every error the simulator raises on purpose."""
+    """Base of every error the simulator raises on purpose.
+
+    Every one pickles (runs cross process boundaries): it is rebuilt from its message and
+    attributes without calling ``__init__``, whose arguments (PageFault's address) are
+    not the message the default pickling passes back."""
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> KallocError:
+    e = cls.__new__(cls, *args)          # BaseException.__new__ sets e.args
+    e.__dict__.update(state)
+    return e
 
 
 class KernelPanic(KallocError):

@@ -13,14 +13,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 
 from tabulate import tabulate
 
 from kalloc.harness import summarize
 
 
+def _strict(value):
+    """``value`` with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def to_json(data) -> str:
-    return json.dumps(data, indent=2) + "\n"
+    """Strict JSON (null for a number that is not finite)."""
+    return json.dumps(_strict(data), indent=2, allow_nan=False) + "\n"
 
 
 def flatten(rec: dict, prefix: str = "") -> dict:
@@ -159,33 +172,45 @@ def render(data: list, fmt: str, table) -> str:
 
 def scale_rows(summary: list) -> list:
     """One record per backend x CPU count, with the speedup over the backend's smallest
-    CPU count and the share of CPU time spent waiting for a lock."""
+    CPU count and the share of CPU time spent waiting for a lock (None where a run that
+    panicked before its first operation left no throughput or no time)."""
     rows = []
     base: dict = {}
     for s in sorted(summary, key=lambda s: (s["workload"], s["backend"], s["ncpus"])):
-        thr, mk, lw = s["throughput_ops_per_mcycle"], s["makespan_cycles"], s["lock_wait_cycles"]
-        ref = base.setdefault((s["workload"], s["backend"]), thr["mean"])
-        rows.append({**s, "speedup": round(thr["mean"] / ref, 4) if ref else None,
-                     "lock_wait_share": round(lw["mean"] / (mk["mean"] * s["ncpus"]), 4) if mk["mean"] else 0.0})
+        thr, mk, lw = (s.get(k, {}).get("mean") for k in
+                       ("throughput_ops_per_mcycle", "makespan_cycles", "lock_wait_cycles"))
+        ref = base.setdefault((s["workload"], s["backend"]), thr)
+        rows.append({**s, "speedup": round(thr / ref, 4) if ref and thr is not None else None,
+                     "lock_wait_share": round(lw / (mk * s["ncpus"]), 4) if mk and lw is not None else 0.0})
     return rows
 
 
+def _scale_cells(r: dict | None) -> list:
+    """A backend's three cells of the scale table ("-" where nothing was measured)."""
+    if r is None:
+        return ["-", "-", "-"]
+    return [_fmt_stat(r.get("throughput_ops_per_mcycle")),
+            "-" if r["speedup"] is None else f"x{r['speedup']:.2f}", f"{100 * r['lock_wait_share']:.1f}"]
+
+
 def scale_table(rows: list) -> str:
-    """CPU counts down, backends across: throughput, speedup and lock-wait share."""
+    """CPU counts down, backends across: throughput, speedup and lock-wait share; the
+    last column names the backends whose runs panicked in that row (and how many)."""
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     by = {(r["workload"], r["ncpus"], r["backend"]): r for r in rows}
     out = []
     for w, n in dict.fromkeys((r["workload"], r["ncpus"]) for r in sorted(rows, key=lambda r: (r["workload"], r["ncpus"]))):
         line = [w, n]
         for b in backends:
-            r = by.get((w, n, b))
-            line += ["-", "-", "-"] if r is None else [
-                _fmt_stat(r["throughput_ops_per_mcycle"]), f"x{r['speedup']:.2f}", f"{100 * r['lock_wait_share']:.1f}"]
+            line += _scale_cells(by.get((w, n, b)))
+        line.append(", ".join(f"{b} {by[w, n, b]['panics']}" for b in backends
+                              if by.get((w, n, b), {}).get("panics")))
         out.append(line)
-    headers = ["workload", "cpus"] + [f"{b} {h}" for b in backends for h in ("ops/Mcycle", "speedup", "lock wait %")]
+    headers = (["workload", "cpus"] + [f"{b} {h}" for b in backends for h in ("ops/Mcycle", "speedup", "lock wait %")]
+               + ["panics"])
     return (tabulate(out, headers=headers, disable_numparse=True) + "\n\nspeedup: throughput over the same "
             "backend's throughput at the smallest CPU count; lock wait %: share of CPU time spent waiting "
-            "for a global lock\n")
+            "for a global lock; panics: runs that ended in a kernel panic (their figures stop there)\n")
 
 
 def run_report(rec: dict) -> str:

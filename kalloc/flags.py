@@ -8,7 +8,10 @@ translates.  Both originals decide "may sleep" by the *absence* of M_NOWAIT, so
 
 Flags are an ``enum.IntFlag`` for users, but an IntFlag operation costs hundreds of
 nanoseconds, so every entry point turns them into a plain int once with
-``FLAG_INT.get(flags, -1)``: one dict lookup that both validates and converts.
+``FLAG_INT.get(flags, -1)``: one dict lookup that both validates and converts.  The
+lookup alone would take ``True`` or ``2.0`` too (they hash like 1 and 2), so the hot
+paths also test that the class is int or MallocFlags, and ``plain_flags`` (the slow
+path) that the flags are an int and not a bool.
 """
 
 from __future__ import annotations
@@ -43,6 +46,14 @@ FLAG_INT = {
     for v in [sum(combo)]
     if not (v & NOWAIT and v & WAITOK)
 }
+
+
+def plain_flags(flags) -> int:
+    """Valid flags as a plain int, else the error that says what is wrong with them."""
+    f = FLAG_INT.get(flags, -1)
+    if f < 0 or isinstance(flags, bool) or not isinstance(flags, int):
+        raise bad_flags(flags)
+    return f
 
 
 def bad_flags(flags) -> ValueError | TypeError:

@@ -8,7 +8,9 @@ RAM is an array of 4 KiB page frames numbered by pfn (physical address >> PAGE_S
 A frame's bytes exist only once something writes them: ``PhysMem.frames`` is a dict
 pfn -> bytearray, and reading a frame that was never written gives zeros.  So
 ``boot(physmem="4G", ncpus=64)`` costs one ``bytearray(npages)`` of page states (1 MiB)
-and nothing else until memory is used.
+and nothing else until memory is used.  Above ``DENSE_PAGES`` pages the page states are
+``PageStates``, 64 KiB pieces made on first use, so the largest memory an arch allows
+(``Arch.physmem_max``: 4 GiB on i386, 4 TiB on amd64) boots in a few MiB of the host's.
 
 The free-page queues (FreeBSD 4 vm_page.c, see docs/research/kmem_map.md section 2.3)
 ------------------------------------------------------------------------------
@@ -106,6 +108,7 @@ class Arch:
     ptr_size: int
     kva_min: int  # VM_MIN_KERNEL_ADDRESS
     kva_max: int  # VM_MAX_KERNEL_ADDRESS
+    physmem_max: int  # the most physical memory a kernel of this arch may have
 
     @property
     def page_shift(self) -> int:
@@ -121,11 +124,13 @@ class Arch:
 
 
 ARCHES = {
-    # i386, KVA_PAGES 256, non-PAE: 0xBFEFF000 .. 0xFF800000 (1,066,405,888 bytes).
-    "i386": Arch("i386", 4096, 4, 0xBFEFF000, 0xFF800000),
+    # i386, KVA_PAGES 256, non-PAE: 0xBFEFF000 .. 0xFF800000 (1,066,405,888 bytes); 32-bit
+    # physical addresses: at most 4 GiB.
+    "i386": Arch("i386", 4096, 4, 0xBFEFF000, 0xFF800000, 1 << 32),
     # amd64: a 512 GiB kernel map at the top of the address space (kalloc's choice;
-    # FreeBSD/DragonFly amd64 kernel maps are of this order).
-    "amd64": Arch("amd64", 4096, 8, 0xFFFFFF8000000000, 0xFFFFFFFFFFFFF000),
+    # FreeBSD/DragonFly amd64 kernel maps are of this order), and at most 4 TiB of RAM
+    # (kalloc's bound: eight times the kernel map).
+    "amd64": Arch("amd64", 4096, 8, 0xFFFFFF8000000000, 0xFFFFFFFFFFFFF000, 1 << 42),
 }
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
@@ -146,6 +151,22 @@ def parse_size(value, what: str = "size") -> int:
             return int(m.group(1)) * _UNITS[m.group(2).upper()]
         raise ValueError(f"bad {what} {value!r}: expected bytes or a number with K, M, G or T")
     raise TypeError(f"{what} must be a byte count or a string like '64M', not {type(value).__name__}")
+
+
+MIN_PHYSMEM = 4 << 20
+
+
+def check_physmem(mem: int, arch: Arch) -> int:
+    """``mem`` bytes if a kernel of ``arch`` may have that much memory, else the ValueError:
+    a page multiple, at least MIN_PHYSMEM, at most ``arch.physmem_max``."""
+    if mem % arch.page_size:
+        raise ValueError(f"physmem {mem} is not a multiple of the page size ({arch.page_size})")
+    if mem < MIN_PHYSMEM:
+        raise ValueError(f"physmem {mem} is below the {MIN_PHYSMEM >> 20} MiB a kernel needs")
+    if mem > arch.physmem_max:
+        raise ValueError(f"physmem {mem} exceeds the {arch.physmem_max >> 30:,} GiB an {arch.name} kernel may have"
+                         + (" (use arch='amd64')" if arch.name == "i386" else ""))
+    return mem
 
 
 @define(slots=True)
@@ -182,6 +203,73 @@ class PhysMem:
     def is_zero(self, pfn: int) -> bool:
         f = self.frames.get(pfn)
         return f is None or not any(f)
+
+
+DENSE_PAGES = 1 << 20      # up to this many pages (4 GiB), page states are one bytearray
+
+
+class PageStates:
+    """One byte per page frame (0 free, 1 in use) kept in pieces of ``PIECE`` pages, each
+    made on its first write: the subset of bytearray that the page allocator and
+    contigmalloc use (len, [pfn], [pfn] = state, slices, find, bytes()), in bounded host
+    memory for any machine size.  A missing piece reads as free."""
+
+    PIECE = 1 << 16
+
+    __slots__ = ("npages", "pieces")
+
+    def __init__(self, npages: int):
+        self.npages = npages
+        self.pieces: dict = {}
+
+    def __len__(self) -> int:
+        return self.npages
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return b"".join(self._runs(*index.indices(self.npages)[:2]))
+        if not 0 <= index < self.npages:
+            raise IndexError(f"page frame {index} out of range ({self.npages} pages)")
+        piece = self.pieces.get(index // self.PIECE)
+        return 0 if piece is None else piece[index % self.PIECE]
+
+    def __setitem__(self, index: int, state: int) -> None:
+        if not 0 <= index < self.npages:
+            raise IndexError(f"page frame {index} out of range ({self.npages} pages)")
+        n, off = divmod(index, self.PIECE)
+        piece = self.pieces.get(n)
+        if piece is None:
+            piece = self.pieces[n] = bytearray(min(self.PIECE, self.npages - n * self.PIECE))
+        piece[off] = state
+
+    def __bytes__(self) -> bytes:
+        return self[:]
+
+    def _runs(self, start: int, end: int):
+        """The states of pages [start, end) piece by piece (zeros for a missing piece)."""
+        while start < end:
+            n, off = divmod(start, self.PIECE)
+            stop = min(end, (n + 1) * self.PIECE)
+            piece = self.pieces.get(n)
+            yield bytes(stop - start) if piece is None else bytes(piece[off:off + stop - start])
+            start = stop
+
+    def find(self, state: int, start: int = 0, end: int | None = None) -> int:
+        """The first pfn in [start, end) in ``state``, or -1 (bytearray.find)."""
+        end = self.npages if end is None else min(end, self.npages)
+        while start < end:
+            n, off = divmod(start, self.PIECE)
+            stop = min(end, (n + 1) * self.PIECE)
+            piece = self.pieces.get(n)
+            if piece is None:
+                if state == 0:
+                    return start
+            else:
+                i = piece.find(state, off, off + stop - start)
+                if i >= 0:
+                    return n * self.PIECE + i
+            start = stop
+        return -1
 
 
 @define(slots=True)
@@ -279,7 +367,7 @@ class Machine:
     arch: Arch
     page_policy: str
     phys: PhysMem = field(init=False)
-    page_state: bytearray = field(init=False)
+    page_state: bytearray | PageStates = field(init=False)
     queues: list = field(init=False)
     free_count: int = field(init=False)
     v_free_min: int = field(init=False)
@@ -290,7 +378,7 @@ class Machine:
     ipis: int = 0               # hardware IPIs sent (counted even when delivered at once)
     passive_ipis: int = 0       # messages queued without a hardware IPI (lwkt_send_ipiq3_passive)
     lines: LineModel = field(factory=LineModel)   # shared cache lines (kalloc.coherence)
-    pg_zero: bytearray = field(init=False)        # PG_ZERO: the page is known to be zero
+    pg_zero: object = field(init=False)           # PG_ZERO per page (1: known to be zero), like page_state
     zero_count: int = 0         # vm_page_zero_count: free pages with PG_ZERO
     zero_state: int = 0         # vm_page_zero_idle's hysteresis
     free_rover: int = 0         # the colour it zeroes next
@@ -300,8 +388,8 @@ class Machine:
         ps = self.arch.page_size
         npages = self.physmem // ps
         self.phys = PhysMem(npages, ps)
-        self.page_state = bytearray(npages)
-        self.pg_zero = bytearray(npages)
+        self.page_state = bytearray(npages) if npages <= DENSE_PAGES else PageStates(npages)
+        self.pg_zero = bytearray(npages) if npages <= DENSE_PAGES else PageStates(npages)
         self.queues = []
         flipflop = PAGE_POLICIES[self.page_policy]
         for c in range(PQ_L2_SIZE):
@@ -360,7 +448,8 @@ class Machine:
         if not self.page_state[pfn]:
             raise AssertionError(f"vm_page_free: freeing free page {pfn:#x}")
         self.page_state[pfn] = 0
-        self.pg_zero[pfn] = 0
+        if self.pg_zero[pfn]:                # vm_page_free clears PG_ZERO
+            self.pg_zero[pfn] = 0
         self.queues[pfn & (PQ_L2_SIZE - 1)].freed.append(pfn)
         self.free_count += 1
 

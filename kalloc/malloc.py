@@ -33,11 +33,10 @@ import random
 from kalloc import plugins
 from kalloc.backends import debug
 from kalloc.backends.base import resolve_options
-from kalloc.machine import ARCHES, Machine, parse_size
+from kalloc.machine import ARCHES, Machine, check_physmem, parse_size
 from kalloc.vm import KernelVM
 
 MAX_CPUS = 1024
-MIN_PHYSMEM = 4 << 20
 
 
 class MallocType:
@@ -186,13 +185,7 @@ def boot(backend: str = "slab", ncpus: int = 1, physmem="64M", seed: int = 0,
     if not isinstance(arch, str) or arch not in ARCHES:
         raise ValueError(f"unknown arch {arch!r} (known: {', '.join(ARCHES)})")
     a = ARCHES[arch]
-    mem = parse_size(physmem, "physmem")
-    if mem % a.page_size:
-        raise ValueError(f"physmem {mem} is not a multiple of the page size ({a.page_size})")
-    if mem < MIN_PHYSMEM:
-        raise ValueError(f"physmem {mem} is below the {MIN_PHYSMEM >> 20} MiB a kernel needs")
-    if a.ptr_size == 4 and mem > 1 << 32:
-        raise ValueError(f"physmem {mem} exceeds the 4 GiB an i386 kernel can address (use arch='amd64')")
+    mem = check_physmem(parse_size(physmem, "physmem"), a)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, not {type(seed).__name__}")
     opts = resolve_options(cls, options)

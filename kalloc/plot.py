@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import io
+
 
 def _pyplot():
     try:
@@ -19,9 +21,18 @@ def _pyplot():
     return plt
 
 
+def require() -> None:
+    """ValueError now, before any run, if plotting is not possible."""
+    _pyplot()
+
+
 def _save(fig, path: str) -> None:
+    """Drawn in memory, then written: matplotlib drops the error of a full disk."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    with open(path, "wb") as f:
+        f.write(png.getvalue())
 
 
 def plot_compare(rows: list, path: str) -> None:

@@ -110,6 +110,12 @@ class VMMap:
         return VMMap(name, base, base + size)
 
 
+def _check_address(what: str, va) -> None:
+    """k.read/k.write take an int address (a float would fail deep in the page walk)."""
+    if va.__class__ is not int:
+        raise TypeError(f"{what}: address must be an int, not {type(va).__name__}")
+
+
 @define(slots=True, eq=False)
 class KernelVM:
     """The kernel map, the kernel pmap, and memory access through them.
@@ -205,13 +211,22 @@ class KernelVM:
             va += ln
 
     def read(self, va: int, n: int) -> bytes:
+        _check_address("read", va)
+        if n.__class__ is not int:
+            raise TypeError(f"read: length must be an int, not {type(n).__name__}")
         if n < 0:
             raise ValueError(f"read: negative length {n}")
         phys = self.machine.phys
         return b"".join([phys.read(pfn, off, ln) for pfn, off, ln in self._pieces(va, n)])
 
     def write(self, va: int, data) -> None:
-        data = memoryview(bytes(data))
+        """Write bytes-like ``data`` (bytes, bytearray, memoryview, array) at ``va``."""
+        _check_address("write", va)
+        try:
+            data = memoryview(memoryview(data).tobytes())
+        except TypeError:                  # bytes(16) would be 16 zero bytes: no int, no list
+            raise TypeError(f"write: data must be bytes-like (bytes, bytearray, memoryview), "
+                            f"not {type(data).__name__}") from None
         pieces = list(self._pieces(va, len(data)))  # fault before writing anything
         phys = self.machine.phys
         pos = 0

@@ -50,16 +50,13 @@ import random
 from collections import deque
 
 from kalloc.errors import expected
-from kalloc.flags import FLAG_INT, bad_flags
+from kalloc.flags import plain_flags
 
 MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL, IDLE = range(10)
 
 
 def _flags(flags) -> int:
-    f = FLAG_INT.get(flags, -1)
-    if f < 0:
-        raise bad_flags(flags)
-    return f
+    return plain_flags(flags)
 
 
 def malloc(size: int, type_name: str, flags=0x2) -> tuple:

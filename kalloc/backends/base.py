@@ -17,19 +17,23 @@ costs exactly the backend's code and nothing else.  The contract (docs/backends.
     counters                     plain ints the harness prices (see COUNTERS)
 
 Every entry point turns its flags into a plain int with ``FLAG_INT`` and checks its
-arguments with one cheap guard; the slow ``check_args`` explains what was wrong.  A free
+arguments with one cheap guard; the slow ``check_args`` explains what was wrong.  Every
+argument is checked before anything changes: an address that is not an int (a float
+equal to a live one finds it in a dict) is refused before it leaves the live table, by
+the arithmetic's own TypeError on the hot paths.  A free
 of an address that is not a live allocation is always caught (``bad_free``), debug
 options or not: silent corruption of a simulation is worse than a few nanoseconds.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 
 from attrs import frozen
 
 from kalloc.errors import BadFree, DoubleFree, WildFree, WrongType, expected
-from kalloc.flags import FLAG_INT, bad_flags
+from kalloc.flags import FLAG_INT, MallocFlags, plain_flags
 
 # Counters a backend may keep (attributes with these names, plain ints).  The harness
 # reads them before and after each operation and prices the difference.
@@ -71,6 +75,8 @@ class Option:
         if self.choices is not None and value not in self.choices:
             named = ", ".join(str(c) if c != "" else "'' (the backend's default)" for c in self.choices)
             raise ValueError(f"option {name!r} of backend {backend!r} must be one of {named}; got {value!r}")
+        if want is float and not math.isfinite(value):
+            raise ValueError(f"option {name!r} of backend {backend!r} must be a finite number, got {value!r}")
         if want in (int, float) and value < 0:
             raise ValueError(f"option {name!r} of backend {backend!r} must not be negative, got {value}")
         if self.maximum is not None and value > self.maximum:
@@ -135,9 +141,7 @@ def resolve_options(cls, given: dict) -> dict:
 
 def check_args(size, flags, cpu, ncpus: int, what: str = "malloc") -> tuple[int, int]:
     """The slow path of the entry guard: a clear error, or (size, flags) as plain ints."""
-    f = FLAG_INT.get(flags, -1)
-    if f < 0:
-        raise bad_flags(flags)
+    f = plain_flags(flags)
     if isinstance(size, bool) or not hasattr(size, "__index__"):
         raise TypeError(f"{what}: size must be an integer, not {type(size).__name__}")
     size = operator.index(size)
@@ -206,13 +210,15 @@ class Backend:
     def _realloc_args(self, size, flags, cpu) -> tuple[int, int]:
         """realloc's argument guard: (size, flags) as plain ints, or the error naming realloc."""
         f = FLAG_INT.get(flags, -1)
-        if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+        if (f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus
+                or flags.__class__ is not int and flags.__class__ is not MallocFlags):
             return check_args(size, flags, cpu, self.ncpus, "realloc")
         return size, f
 
     def _realloc_owned(self, addr, mtype) -> None:
-        """The block must be a live allocation of ``mtype``; else the bad free, naming realloc."""
-        if self.live.get(addr, self.live) is not mtype:   # `live` as default: never a MallocType
+        """The block must be a live allocation of ``mtype`` at an int (a float equal to it
+        is no address); else the bad free, naming realloc."""
+        if addr.__class__ is not int or self.live.get(addr, self.live) is not mtype:   # `live`: never a type
             raise bad_free(self, addr, mtype, self.live, "realloc")
 
     def _realloc_move(self, addr, old: int, size: int, mtype, f: int, cpu: int):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from kalloc.backends.base import Backend, Option, bad_free, check_args
 from kalloc.errors import KernelPanic
-from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, ZERO
+from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, ZERO, MallocFlags
 from kalloc.hookspecs import hookimpl
 from kalloc.machine import VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
 
@@ -46,7 +46,8 @@ class BumpBackend(Backend):
 
     def malloc(self, size, mtype, flags=2, cpu=0):
         f = FLAG_INT.get(flags, -1)
-        if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+        if (f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus
+                or flags.__class__ is not int and flags.__class__ is not MallocFlags):
             size, f = check_args(size, flags, cpu, self.ncpus)
         if getattr(mtype, "_k", None) is not self.kernel:
             self.kernel.bind_type(mtype)
@@ -88,7 +89,8 @@ class BumpBackend(Backend):
 
     def free(self, addr, mtype, cpu=0):
         t = self.live.get(addr)
-        if t is None or t is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+        if (t is None or t is not mtype or addr.__class__ is not int or cpu.__class__ is not int
+                or not 0 <= cpu < self.ncpus):
             check_args(0, 2, cpu, self.ncpus, "free")       # a bad CPU, else a bad free
             raise bad_free(self, addr, mtype, self.live)
         if mtype._k is not self.kernel:
@@ -100,13 +102,13 @@ class BumpBackend(Backend):
 
     def realloc(self, addr, size, mtype, flags=2, cpu=0):
         size, f = self._realloc_args(size, flags, cpu)
-        if addr is None or addr == 0:
+        if addr is None or (addr.__class__ is int and addr == 0):
             return self.malloc(size, mtype, f, cpu)
         self._realloc_owned(addr, mtype)
         return self._realloc_move(addr, self.sizes[addr], size, mtype, f, cpu)
 
     def usable_size(self, addr) -> int:
-        if addr not in self.live:
+        if addr.__class__ is not int or addr not in self.live:
             raise bad_free(self, addr, None, self.live, "usable_size")
         return self.sizes[addr]
 

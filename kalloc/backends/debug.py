@@ -17,7 +17,10 @@ returned address is N bytes into a chunk of size + 2N, so a power-of-two size is
 naturally aligned (as with redzone(9)), and the wrapper does not declare
 ``ALIGNS_POWERS_OF_TWO``.  Size 0 is asked of the backend as 0: a pointer
 it shares without memory (slab's ZERO_LENGTH_PTR, usable size 0) is returned as it is, and
-a real chunk (kmem_map's 16 bytes) is returned at its start, every byte of it guard.
+a real chunk (kmem_map's 16 bytes) is returned at its start, every byte of it guard.  A
+backend may place the padded request itself (``guarded_request(size, padded)``): slab
+keeps guards from moving a request into its one-chunk zone 71 at ZoneSize 32K, which
+panics where the bare request does not.
 
 Quarantine (``quarantine=N``): a freed block is filled with 0x6b (SLUB's POISON_FREE) and
 held in a FIFO of N blocks before the real free.  When it leaves, the poison is checked: a
@@ -39,7 +42,8 @@ of NULL or of a shared zero-length pointer go to the backend untouched (the 2003
 panics on free(NULL), kmem_map ignores it), and realloc of one is a malloc.  A bad CPU is
 refused before anything changes.  Any other address that is not a block is a bad free,
 explained on the caller's addresses (a double free: a block freed since it was handed
-out).  A block that realloc moves is freed by the backend at once, not quarantined.
+out); an address that is not an int (a float equal to a block's) is one, before anything
+changes.  A block that realloc moves is freed by the backend at once, not quarantined.
 
 Allocation sites: the caller's file and line (the first frame outside kalloc), or the
 harness thread's name when a workload runs.
@@ -105,6 +109,7 @@ class DebugBackend:
         self.eligible = 0
         self.site_hint = None              # set by the harness: the running thread's name
         self.ncpus = inner.machine.ncpus
+        self._fit = getattr(inner, "guarded_request", None) if self.rz else None
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -136,7 +141,7 @@ class DebugBackend:
             self.kernel.bind_type(mtype)
         if self._inject(size, mtype, f):
             return None
-        base = self.inner.malloc(size + 2 * self.rz if size else 0, mtype, f, cpu)
+        base = self.inner.malloc(self._padded(size), mtype, f, cpu)
         if base is None:
             return None
         user = self._track(base, size, mtype, cpu)
@@ -146,6 +151,15 @@ class DebugBackend:
                 raise KernelPanic(f"malloc: M_ZERO memory is not zero: {dirty} of {size} bytes at "
                                   f"{user:#x} (type '{mtype.name}', cpu {cpu}, {self.blocks[user].site})")
         return user
+
+    def _padded(self, size: int) -> int:
+        """What the backend is asked for ``size`` bytes: with their guards, in a request
+        the backend chooses (``guarded_request``, if it has one) so that the guards do
+        not move it somewhere the bare request would not fail; 0 for 0."""
+        if not size:
+            return 0
+        padded = size + 2 * self.rz
+        return padded if self._fit is None else self._fit(size, padded)
 
     def _track(self, base: int, size: int, mtype, cpu: int) -> int:
         """The caller's address for what the backend gave a request of ``size`` bytes: a
@@ -165,7 +179,8 @@ class DebugBackend:
     # --- free ------------------------------------------------------------------------------
     def free(self, addr, mtype, cpu=0):
         b = self.blocks.get(addr)
-        if b is None or b.mtype is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+        if (b is None or b.mtype is not mtype or addr.__class__ is not int or cpu.__class__ is not int
+                or not 0 <= cpu < self.ncpus):
             return self._free_unusual(addr, mtype, cpu)
         if self.rz:
             self._check_redzone(b, cpu)
@@ -195,7 +210,7 @@ class DebugBackend:
     def _backends_own(self, addr) -> bool:
         """NULL, or a pointer the backend hands out for size 0 without memory: not blocks of
         the wrapper, so free, realloc and usable_size leave them to the backend."""
-        return addr is None or addr == 0 or self._reserved(addr) == 0
+        return addr is None or addr.__class__ is int and (addr == 0 or self._reserved(addr) == 0)
 
     def _reserved(self, addr):
         """The backend's usable size at ``addr``, None if nothing is allocated there."""
@@ -263,17 +278,17 @@ class DebugBackend:
         """The backend's own realloc of the block with its guards (size 0 passed on as 0), so
         it answers as without the wrapper: in place or moved, NULL after freeing (slab's size
         0) or keeping the block (a failure).  The guards are checked before, written after."""
-        b = self.blocks.get(addr)
+        size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
+        b = self.blocks.get(addr) if addr.__class__ is int else None
         if b is None or b.mtype is not mtype:
             if self._backends_own(addr):
-                return self.malloc(size, mtype, flags, cpu)
+                return self.malloc(size, mtype, f, cpu)
             raise self._bad_free(addr, mtype, "realloc")
-        size, f = check_args(size, flags, cpu, self.ncpus, "realloc")
         if size and self._inject(size, mtype, f):
             return None
         if self.rz:
             self._check_redzone(b, cpu)
-        base = self.inner.realloc(b.base, size + 2 * self.rz if size else 0, mtype, f, cpu)
+        base = self.inner.realloc(b.base, self._padded(size), mtype, f, cpu)
         if base is None and self._reserved(b.base) is not None:
             return None
         del self.blocks[addr]
@@ -281,7 +296,7 @@ class DebugBackend:
         return None if base is None else self._track(base, size, mtype, cpu)
 
     def usable_size(self, addr) -> int:
-        b = self.blocks.get(addr)
+        b = self.blocks.get(addr) if addr.__class__ is int else None
         if b is not None:
             return b.size if self.rz else self.inner.usable_size(b.base)
         if self._backends_own(addr):

@@ -72,7 +72,7 @@ from attrs import define, field, frozen
 
 from kalloc.backends.base import Backend, Option, bad_free, check_args
 from kalloc.errors import Deadlock, KernelPanic
-from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, flag_names
+from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, MallocFlags, flag_names
 from kalloc.hookspecs import hookimpl
 from kalloc.machine import KMEM_OBJECT_COLOUR, VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
 from kalloc.malloc import MallocType
@@ -298,7 +298,8 @@ class KmemMapBackend(Backend):
             f = FLAG_INT[flags]
         except (KeyError, TypeError):
             f = -1
-        if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+        if (f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus
+                or flags.__class__ is not int and flags.__class__ is not MallocFlags):   # True, 2.0: hash as flags
             size, f = check_args(size, flags, cpu, self.ncpus)
         try:
             if mtype._k is not self.kernel:
@@ -417,13 +418,16 @@ class KmemMapBackend(Backend):
     def free(self, addr, mtype, cpu=0):
         """free(9) (GIANT, never sleeps): the size comes from kmemusage, not from the type."""
         live = self.live
+        try:                                     # the arithmetic first: an address that is no
+            pg = (addr - self.kmembase) >> PAGE_SHIFT    # int (a float equal to a live one)
+        except TypeError:                        # fails here, before it can leave ``live``
+            return self._free_unusual(addr, mtype, live, cpu)
         t = live.pop(addr, live)                 # `live` as default: never a MallocType
         if t is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
             return self._free_unusual(addr, mtype, t, cpu)
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)
         self.lock_acquires += 1
-        pg = (addr - self.kmembase) >> PAGE_SHIFT
         kb = self.ku_kb[pg]                      # bucket[ku_indx]: the size is the page's
         if self.touch is not None:
             self._touch_lines(mtype, kb, addr, cpu)
@@ -505,7 +509,7 @@ class KmemMapBackend(Backend):
 
     def usable_size(self, addr) -> int:
         """The bucket size, or the page-rounded size of a large block."""
-        if addr not in self.live:
+        if addr.__class__ is not int or addr not in self.live:
             raise bad_free(self, addr, None, self.live, "usable_size")
         return self._alloc_size(addr)
 
@@ -559,7 +563,7 @@ class KmemMapBackend(Backend):
 
     def _free_invariants(self, addr, mtype, cpu=0):
         """The 4.8 free-list walk when the chunk looks free, free, then poison it."""
-        nbytes = self._alloc_size(addr) if self.live.get(addr, self.live) is mtype else 0
+        nbytes = self._alloc_size(addr) if addr.__class__ is int and self.live.get(addr, self.live) is mtype else 0
         if 0 < nbytes <= MAXALLOCSAVE:
             self._check_free_list(addr)
         KmemMapBackend.free(self, addr, mtype, cpu)

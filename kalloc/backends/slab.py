@@ -102,7 +102,7 @@ from attrs import define, field
 
 from kalloc.backends.base import Backend, Option, bad_free, check_args
 from kalloc.errors import Deadlock, KernelPanic
-from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, flag_names
+from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, MallocFlags, flag_names
 from kalloc.hookspecs import hookimpl
 from kalloc.machine import ARCHES, VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM, VM_ALLOC_ZERO
 
@@ -351,6 +351,16 @@ class SlabBackend(Backend):
         if not self.trim_in_free:
             self.malloc = self._malloc_trimming
 
+    def guarded_request(self, size: int, padded: int) -> int:
+        """The request the debug wrapper makes for ``size`` bytes and their guards
+        (``padded`` bytes).  Debug options must not change what a valid call answers: where
+        zone 71 holds one chunk (ZoneSize 32K, constant ZoneLimit) and panics (section 2.4),
+        a request the bare slab serves from a lower zone is not moved into it by its
+        guards, but taken from kmem (ZoneLimit bytes, 4 pages) instead."""
+        last = NZONES - 1
+        moved = self._zone_of.get(padded, (-1,))[0] == last and self._zone_of.get(size, (-1,))[0] != last
+        return self.zone_limit if moved and self.nmaxes[last] == 1 else padded
+
     def default_type_limit(self) -> int:
         return self.type_limit
 
@@ -377,7 +387,8 @@ class SlabBackend(Backend):
             zone_ary = self._cpu_zone_ary[cpu]   # this CPU's ZoneAry
         except (KeyError, TypeError):
             f = zone_ary = None
-        if zone_ary is None or size.__class__ is not int or size < 0 or cpu.__class__ is not int:
+        if (zone_ary is None or size.__class__ is not int or size < 0 or cpu.__class__ is not int
+                or flags.__class__ is not int and flags.__class__ is not MallocFlags):   # True, 2.0: hash as flags
             size, f = check_args(size, flags, cpu, self.ncpus)   # a clear error, or a converted size
             zone_ary = self._cpu_zone_ary[cpu]
         try:
@@ -556,15 +567,17 @@ class SlabBackend(Backend):
         """free(9) (PER-CPU; MAY IPI): ZERO_LENGTH_PTR returns, a large block goes back to the
         VM on any CPU, a chunk of another CPU's zone is sent to its owner."""
         live = self.live
+        try:                                     # the arithmetic first: an address that is no
+            z = self.zones[addr & self.zone_base_mask]   # int (a float equal to a live one)
+        except KeyError:                         # fails here, before it can leave ``live``
+            z = None
+        except TypeError:
+            return self._free_unusual(addr, mtype, live, cpu)
         t = live.pop(addr, live)                 # `live` as default: never a MallocType
         if t is not mtype or cpu.__class__ is not int:
             return self._free_unusual(addr, mtype, t, cpu)
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)
-        try:
-            z = self.zones[addr & self.zone_base_mask]
-        except KeyError:
-            z = None
         if z is None or z.cpu != cpu:            # (the owner's number is a valid CPU)
             if not 0 <= cpu < self.ncpus:
                 return self._free_unusual(addr, mtype, t, cpu)
@@ -733,7 +746,8 @@ class SlabBackend(Backend):
     def _free_invariants(self, addr, mtype, cpu=0):
         """free, with the 0xdeadc0de fill of the first min(chunk size, 64) bytes (64 for a
         large block) done first, as the original fills before linking the chunk."""
-        if self.live.get(addr, self.live) is mtype and cpu.__class__ is int and 0 <= cpu < self.ncpus:
+        if (self.live.get(addr, self.live) is mtype and addr.__class__ is int and cpu.__class__ is int
+                and 0 <= cpu < self.ncpus):
             n = min(self.usable_size(addr), MAX_COPY)
             self.vm.write(addr, WEIRD_ADDR.to_bytes(4, "little") * (n // 4))
         SlabBackend.free(self, addr, mtype, cpu)
@@ -768,7 +782,7 @@ class SlabBackend(Backend):
 
     def usable_size(self, addr) -> int:
         """The chunk size, or the page-rounded size of a large block; 0 for ZERO_LENGTH_PTR."""
-        if addr not in self.live:
+        if addr.__class__ is not int or addr not in self.live:
             if addr.__class__ is int and addr == self.zero_length_ptr:
                 return 0
             raise bad_free(self, addr, None, self.live, "usable_size")

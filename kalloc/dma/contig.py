@@ -77,7 +77,7 @@ from attrs import define, field
 
 from kalloc.dma import existing_state, kernel_state
 from kalloc.errors import BadFree, KernelPanic, WildFree
-from kalloc.flags import FLAG_INT, bad_flags
+from kalloc.flags import plain_flags
 from kalloc.malloc import MallocType
 
 ISA_LIMIT = 0x1000000  # RAM_END / ISARAM_END: the 24-bit ISA address space
@@ -171,8 +171,7 @@ def contigmalloc(kernel, size, mtype, flags, low, high, alignment, boundary) -> 
     who = "contigmalloc"
     if mtype is not None and not isinstance(mtype, MallocType):
         raise TypeError(f"contigmalloc: malloc type must be a kalloc.MallocType or None, not {type(mtype).__name__}")
-    if FLAG_INT.get(flags, -1) < 0:
-        raise bad_flags(flags)
+    plain_flags(flags)
     size, low, high = check_uint(who, "size", size), check_uint(who, "low", low), check_uint(who, "high", high)
     alignment, boundary = check_uint(who, "alignment", alignment), check_uint(who, "boundary", boundary)
     if low > high:

@@ -105,10 +105,13 @@ def check_bounce(channel: int, size: int) -> None:
                          f"(an even count on the word channels 5-7), got {size}")
 
 
+MAX_SCALE = 1000           # 240,000 rc programs: far beyond any boot, still seconds to run
+
+
 def check_scale(scale: float) -> None:
-    """The boot load's multiplier: a positive, finite number."""
-    if not 0 < scale < math.inf:
-        raise ValueError(f"boot load scale must be positive and finite, got {scale!r}")
+    """The boot load's multiplier: a number above 0 and at most MAX_SCALE (so not NaN)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= MAX_SCALE:
+        raise ValueError(f"boot load scale must be positive and finite, got {scale!r} (at most {MAX_SCALE})")
 
 
 # --- the machine --------------------------------------------------------------------------------
@@ -491,6 +494,7 @@ def isa_dma_scenario(physmem="256M", ncpus: int = 2, seed: int = 0, channel: int
     (a dict) per configuration."""
     size = parse_size(bounce, "bounce")
     check_bounce(channel, size)
+    check_scale(scale)
     rows = []
     for backend, policy in configs:
         k = boot_wired(backend, policy, physmem, ncpus, seed, kernel_image)

@@ -65,6 +65,13 @@ Every line ends up in exactly one counter of ``TraceParser``:
   The first five are kept in ``unparsed_samples`` as ``(line_number, text)``, line numbers
   counted from 1.
 
+Numbers are ASCII, on both paths: a timestamp, CPU, size or pointer written in other
+Unicode digits (which ``int()`` would take) makes the line unparsed, and so does a
+timestamp of more than 15 digits before the point (10^15 seconds: so that no replay
+clock overflows).  A line longer than ``MAX_LINE`` characters (its newline included) is
+unparsed too; ``open_trace`` reads no more of one than that, so an endless line
+(``/dev/zero``) costs no memory.
+
 No line makes the parser raise.  Lines that lack the ``[cpu]`` column (``perf script -F``
 without ``cpu``, ftrace's latency format) are unparsed: replay needs the CPU.
 
@@ -143,6 +150,8 @@ M_WAITOK = 0x0002
 M_ZERO = 0x0100
 
 WINDOW = 4096
+MAX_LINE = 8192           # characters: a kmem line is a few hundred
+MAX_SECONDS_DIGITS = 15   # a timestamp's whole seconds: below 10**15 (and exact as a float)
 MAX_SAMPLES = 5
 SAMPLE_CHARS = 300        # an unparsed sample keeps at most this much of its line
 _CACHE_LIMIT = 1 << 16    # per-string caches start over beyond this many entries
@@ -175,8 +184,30 @@ _GFP_WAIT_BITS = 0x400 | 0x8000   # __GFP_DIRECT_RECLAIM | __GFP_NOFAIL
 
 
 def _digits(text: str) -> bool:
-    """ASCII digits only, at least one: how the tracers print the parts of a timestamp."""
+    """ASCII digits only, at least one: how the tracers print numbers."""
     return text.isdigit() and text.isascii()
+
+
+def _number(text: str) -> int:
+    """A decimal count as the tracers print it (ASCII digits: no sign, space, ``_`` or
+    other Unicode digits, which ``int()`` would take)."""
+    if not _digits(text):
+        raise ValueError(f"{text[:20]!r} is not a number")
+    return int(text)
+
+
+def _hex(text: str) -> int:
+    """ASCII hex digits, maybe after ``0x`` (no sign, space or ``_``, which ``int()`` takes)."""
+    digits = text[2:] if text[:2] in ("0x", "0X") else text
+    if not (digits.isascii() and digits.isalnum()):
+        raise ValueError(f"{text[:20]!r} is not hex")
+    return int(digits, 16)
+
+
+def _pointer(text: str) -> int:
+    """A pointer as the tracers print it: hex, or a spelling of NULL (0); the last field
+    of a line keeps its line end."""
+    return 0 if text in _NIL else _hex(text.rstrip("\r\n"))
 
 
 def gfp_to_malloc_flags(text: str) -> int:
@@ -188,9 +219,9 @@ def gfp_to_malloc_flags(text: str) -> int:
     """
     waits = zero = False
     for part in text.strip().split("|"):
-        if part[:2] in ("0x", "0X") or part.isdigit():
+        if part[:2] in ("0x", "0X") or _digits(part):
             try:
-                bits = int(part, 16) if part[:2] in ("0x", "0X") else int(part)
+                bits = _hex(part) if part[:2] in ("0x", "0X") else int(part)
             except ValueError:
                 continue
             waits = waits or bool(bits & _GFP_WAIT_BITS)
@@ -225,9 +256,9 @@ def open_trace(path):
     path = os.fspath(path)
     if path == "-":
         try:
-            return open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
+            return Lines(open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False))
         except (AttributeError, OSError):      # io.UnsupportedOperation is an OSError
-            return sys.stdin
+            return Lines(sys.stdin)
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".zst" and zstandard is None:
         raise ValueError("reading .zst traces needs the 'zstandard' package: pip install zstandard")
@@ -235,15 +266,89 @@ def open_trace(path):
         if suffix == ".gz":
             binary = gzip.open(path, "rb")
         elif suffix == ".xz":
-            binary = lzma.open(path, "rb")
+            binary = io.BufferedReader(_XzReader(open(path, "rb")))
         elif suffix == ".zst":
             binary = zstandard.ZstdDecompressor().stream_reader(
                 open(path, "rb"), read_across_frames=True, closefd=True)
         else:
-            return open(path, encoding="utf-8", errors="replace")
+            return Lines(open(path, encoding="utf-8", errors="replace"))
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "trace file not found", path) from None
-    return io.TextIOWrapper(binary, encoding="utf-8", errors="replace")
+    return Lines(io.TextIOWrapper(binary, encoding="utf-8", errors="replace"))
+
+
+class Lines:
+    """The lines of a text stream, none longer than MAX_LINE + 1 characters: of a longer
+    line the rest is read and dropped in pieces, so that it holds no more memory (events()
+    counts it unparsed).  ``close`` leaves ``sys.stdin`` open."""
+
+    __slots__ = ("stream", "_readline")
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._readline = stream.readline
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self._readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE and line[-1] != "\n":
+            while (rest := self._readline(MAX_LINE)) and rest[-1] != "\n":
+                pass
+        elif not line:
+            raise StopIteration
+        return line
+
+    def readline(self, limit: int = MAX_LINE + 1) -> str:
+        return self.stream.readline(limit)
+
+    def close(self) -> None:
+        if self.stream is not sys.stdin:
+            self.stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _XzReader(io.RawIOBase):
+    """.xz (or .lzma) streams one after another, then maybe NUL padding, and anything else
+    after them an error: gzip's rule (lzma.open ignores trailing junk silently)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.dec = lzma.LZMADecompressor()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        while True:
+            if self.dec.eof:                       # a stream ended: the next one, or the end
+                data = self.dec.unused_data.lstrip(b"\0")
+                while not data:
+                    data = self.raw.read(1 << 16)
+                    if not data:
+                        return 0
+                    data = data.lstrip(b"\0")
+                self.dec = lzma.LZMADecompressor()
+            elif self.dec.needs_input:
+                data = self.raw.read(1 << 16)
+                if not data:
+                    raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            else:
+                data = b""
+            out = self.dec.decompress(data, len(buf))
+            if out:
+                buf[:len(out)] = out
+                return len(out)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 class TraceParser:
@@ -305,18 +410,18 @@ class TraceParser:
                 # (a piece not cached yet, a missing separator, a bad number) raises
                 # KeyError or ValueError and the line goes through _learn and parse_line.
                 try:
+                    if len(line) > MAX_LINE:
+                        raise ValueError
                     head, _, rest = line.partition(": ")
                     cpu, base, scale = heads[head[:-6]]
                     micros = head[-6:]
-                    if not micros.isdecimal():
+                    if not (micros.isdigit() and micros.isascii()):   # _digits, inline
                         raise ValueError
                     mid, _, rest = rest.partition(" ptr=")
                     kind, call_site, tails = mids[mid]
                     ptr_text, sep, tail = rest.partition(" ")
                     bytes_req, bytes_alloc, gfp, tname = tails[tail or sep]
-                    ptr = 0 if ptr_text in _NIL else int(ptr_text, 16)
-                    if ptr < 0:
-                        raise ValueError
+                    ptr = _pointer(ptr_text)
                     ts = (base + int(micros)) / scale
                     event = (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp, tname, call_site)
                 except (KeyError, ValueError):
@@ -350,6 +455,8 @@ class TraceParser:
 
     def parse_line(self, line: str):
         """The event tuple on ``line``; None if it is no kmem event; ValueError if malformed."""
+        if len(line) > MAX_LINE:
+            raise ValueError(f"line longer than {MAX_LINE} characters")
         try:
             head, token, rest = line.split(": ", 2)
             kind, cache = self._tokens[token]
@@ -366,17 +473,15 @@ class TraceParser:
         whole, _, fraction = ts_text.partition(".")
         if not (_digits(whole) and (_digits(fraction) or not fraction)):
             raise ValueError(f"timestamp {ts_text!r} is not seconds as the tracers print them")
+        if len(whole.lstrip("0")) > MAX_SECONDS_DIGITS:
+            raise ValueError(f"timestamp {ts_text[:40]!r} out of range")
         ts = float(ts_text)
-        if ts == _INF:
-            raise ValueError(f"timestamp {ts_text!r} out of range")
         site, sep, text = rest.partition(" ptr=")
         if not sep:
             raise ValueError("missing ptr=")
         call_site, function = self._sites.get(site) or self._learn_site(site)
         ptr_text, bytes_req, bytes_alloc, gfp, name = self._fields(kind, cache, text)
-        ptr = 0 if ptr_text in _NIL else int(ptr_text, 16)
-        if ptr < 0:
-            raise ValueError("negative ptr")
+        ptr = _pointer(ptr_text)
         return (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp,
                 function if name is None else name, call_site)
 
@@ -391,9 +496,9 @@ class TraceParser:
             alloc_text, sep, tail = rest.partition(" gfp_flags=")
             if not sep:
                 raise ValueError("missing bytes_req=, bytes_alloc= or gfp_flags=")
-            bytes_req = int(req_text)
-            bytes_alloc = int(alloc_text)
-            if not 0 <= bytes_req <= bytes_alloc:    # the kernel never hands out less than asked
+            bytes_req = _number(req_text)
+            bytes_alloc = _number(alloc_text)
+            if not bytes_req <= bytes_alloc:    # the kernel never hands out less than asked
                 raise ValueError("negative size, or bytes_req above bytes_alloc")
             gfp = self._gfp.get(tail)
             if gfp is None:
@@ -486,7 +591,7 @@ class TraceParser:
         number correctly.  Only for a timestamp of ASCII digits, "." and more digits."""
         prefix, _, seconds = key.rpartition(" ")
         whole, dot, fraction = seconds.partition(".")
-        if not (dot and _digits(whole) and len(whole) <= 15
+        if not (dot and _digits(whole) and len(whole) <= MAX_SECONDS_DIGITS
                 and (_digits(fraction) and len(fraction) <= 9 or not fraction)):
             raise ValueError("not a plain decimal timestamp")
         cpu = self._cpus.get(prefix)
@@ -500,7 +605,7 @@ class TraceParser:
         bracket = prefix.rfind("[")
         close = prefix.find("]", bracket)
         text = prefix[bracket + 1:close]
-        if bracket < 0 or close < 0 or not text.isdecimal():
+        if bracket < 0 or close < 0 or not _digits(text):
             raise ValueError("no [cpu] before the timestamp")
         return self._remember(self._cpus, prefix, int(text))
 

@@ -58,7 +58,6 @@ parser's first few unreadable lines as ``(line_number, text)``.
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 
 from kalloc.replay.parse import ALLOC, WINDOW, TraceParser, open_trace
@@ -164,7 +163,6 @@ def count_trace(path, window: int = WINDOW) -> TraceStats:
     try:
         deque(replay_ops(parser.events(lines), stats), maxlen=0)
     finally:
-        if lines is not sys.stdin:
-            lines.close()
+        lines.close()
     stats.take_parser_counts(parser)
     return stats

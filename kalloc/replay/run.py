@@ -46,7 +46,7 @@ import lzma
 import marshal
 import multiprocessing
 import os
-import sys
+import signal
 import threading
 import time as _time
 import zlib
@@ -130,6 +130,21 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="64M", arch="i
     return [r.record(counts, path, reading) for r in replays]
 
 
+def check_trace(path) -> None:
+    """Open the trace at ``path`` and read its start, raising what replay_backends would
+    (a missing file, a directory, a damaged header): a command checks it before any work.
+    Standard input ("-") is left unread."""
+    if os.fspath(path) == "-":
+        return
+    lines = open_trace(path)
+    try:
+        lines.readline(1)
+    except UNREADABLE as e:
+        raise _unreadable(path, e) from None
+    finally:
+        lines.close()
+
+
 class _Replay:
     """One backend's simulator, fed batches of operations by its driver (_drive)."""
 
@@ -183,8 +198,7 @@ class _LocalSource:
         return self.stats.as_dict()
 
     def close(self) -> None:
-        if self.lines is not sys.stdin:
-            self.lines.close()
+        self.lines.close()
 
 
 class _ChildSource:
@@ -197,7 +211,13 @@ class _ChildSource:
         self.lines = lines
         self.conn, child = multiprocessing.Pipe(duplex=False)
         self.proc = _FORK.Process(target=_produce, args=(lines, path, child), daemon=True)
-        self.proc.start()
+        # Ctrl-C is the parent's to handle (it stops the child): blocked across the fork,
+        # ignored by the child before it unblocks it, so the reader never prints a traceback.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         self.counts = None
 
@@ -232,13 +252,14 @@ class _ChildSource:
             self.proc.terminate()
         self.proc.join()
         self.conn.close()
-        if self.lines is not sys.stdin:
-            self.lines.close()
+        self.lines.close()
 
 
 def _produce(lines, path, conn) -> None:
     """The child of _ChildSource: ("start", (ncpus guess, ts0)), ("ops", [op, ...]) ...,
     ("end", counts), or ("error", (exception class name, message))."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         source = _LocalSource(lines)
         conn.send_bytes(marshal.dumps(("start", source.start())))
