@@ -197,3 +197,25 @@ def test_redzones_keep_the_bare_panic_of_a_request_that_lands_in_zone_71():
         k.malloc(15361, t)
         with pytest.raises(kalloc.KernelPanic, match="zone 71"):
             k.malloc(15361, t)
+
+
+def test_an_int_subclass_equal_to_a_live_address_is_refused_and_changes_nothing():
+    """numpy's integers and other int subclasses hash like the address: refused, the block kept."""
+    class Addr(int):
+        pass
+    for backend in ("slab", "kmem_map"):
+        k = kalloc.boot(backend, ncpus=2)
+        t = kalloc.MallocType("sub")
+        va = k.malloc(64, t)
+        with pytest.raises(kalloc.errors.WildFree, match="address must be an int"):
+            k.free(Addr(va), t)
+        assert t.inuse == 1 and k.usable_size(va) == 64
+        k.free(va, t)
+        assert t.inuse == 0
+
+
+@pytest.mark.parametrize("backend,option,value", [("slab", "redzone", 1 << 17), ("slab", "quarantine", 1 << 25),
+                                                  ("slab", "zone_cache", 1 << 17), ("bump", "arena", 1 << 41)])
+def test_integer_options_have_a_bound(backend, option, value):
+    with pytest.raises(ValueError, match=f"option '{option}' .* at most"):
+        kalloc.boot(backend, **{option: value})

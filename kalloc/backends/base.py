@@ -92,8 +92,8 @@ COMMON_OPTIONS = {
         "", "free-page order: 4.8, 2003-08 or 2003-09-14 (default: the backend's own)",
         ("", "4.8", "2003-08", "2003-09-14")),
     "invariants": Option(False, "the original's INVARIANTS checks and poisoning, and an M_ZERO check"),
-    "redzone": Option(0, "guard bytes before and after each allocation, checked at free"),
-    "quarantine": Option(0, "freed blocks held back (poisoned) to catch use-after-free"),
+    "redzone": Option(0, "guard bytes before and after each allocation, checked at free", maximum=1 << 16),
+    "quarantine": Option(0, "freed blocks held back (poisoned) to catch use-after-free", maximum=1 << 24),
     "fail_probability": Option(0.0, "failslab: chance that a call that may fail fails", maximum=1.0),
     "fail_interval": Option(0, "failslab: fail every Nth call that may fail"),
     "fail_times": Option(0, "failslab: at most this many injected failures (0: no limit)"),
@@ -157,7 +157,7 @@ def bad_free(backend, addr, mtype, live: dict, what: str = "free") -> BadFree:
     live allocation of ``mtype`` (None: any type)."""
     name = getattr(mtype, "name", mtype)
     typed = "" if mtype is None else f" (type '{name}')"
-    if not isinstance(addr, int) or isinstance(addr, bool):
+    if addr.__class__ is not int:              # bool, numpy's and other int subclasses too
         return WildFree(f"{what}: address must be an int, not {type(addr).__name__}", None)
     owner = live.get(addr)
     if owner is not None:

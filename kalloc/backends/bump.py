@@ -31,7 +31,7 @@ ALIGN = 16
 class BumpBackend(Backend):
     NAME = "bump"
     DESCRIPTION = "reference bump-pointer allocator: never reuses memory (a lower bound)"
-    OPTIONS = {"arena": Option(65536, "bytes of kernel VA taken at a time")}
+    OPTIONS = {"arena": Option(65536, "bytes of kernel VA taken at a time", maximum=1 << 40)}
 
     def __init__(self, kernel, options):
         super().__init__(kernel, options)

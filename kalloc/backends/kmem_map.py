@@ -423,7 +423,8 @@ class KmemMapBackend(Backend):
         except TypeError:                        # fails here, before it can leave ``live``
             return self._free_unusual(addr, mtype, live, cpu)
         t = live.pop(addr, live)                 # `live` as default: never a MallocType
-        if t is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+        if (t is not mtype or cpu.__class__ is not int or not 0 <= cpu < self.ncpus
+                or addr.__class__ is not int):   # (an int subclass, numpy's, equal to a live one)
             return self._free_unusual(addr, mtype, t, cpu)
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)

@@ -286,7 +286,8 @@ class SlabBackend(Backend):
                                          "min(ZoneSize/4, 16384) (2003-10-02)", ("constant", "runtime")),
         "remote_free": Option("ipi", "ipi: one IPI per cross-CPU free (2003-08); passive: RChunks and a "
                                      "passive IPI only when the owner asks (2010-09-18)", ("ipi", "passive")),
-        "zone_cache": Option(ZONE_RELS_THRESH, "wholly free zones kept per CPU (2; 32 since 2011-03-08)"),
+        "zone_cache": Option(ZONE_RELS_THRESH, "wholly free zones kept per CPU (2; 32 since 2011-03-08)",
+                             maximum=1 << 16),
         "zone_trim": Option("free", "free: trim FreeZones in free() (2003-08); malloc: in the next "
                                     "blocking malloc (2003-09-25)", ("free", "malloc")),
         "mzero_bug": Option(False, "rev 1.1: M_ZERO may return dirty memory from a reused zone"),
@@ -574,7 +575,7 @@ class SlabBackend(Backend):
         except TypeError:
             return self._free_unusual(addr, mtype, live, cpu)
         t = live.pop(addr, live)                 # `live` as default: never a MallocType
-        if t is not mtype or cpu.__class__ is not int:
+        if t is not mtype or cpu.__class__ is not int or addr.__class__ is not int:   # (numpy ints too)
             return self._free_unusual(addr, mtype, t, cpu)
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)
