@@ -365,7 +365,14 @@ class Simulator:
             if self.debug:
                 self.be.site_hint = f"thread {t.name} (cpu {cpu}) at cycle {now}"
             try:
-                result, end = self._do(t, now)
+                op = t.op
+                if op[0] == MALLOC:              # the two that matter, without a call to _do
+                    mt = self.mtypes.get(op[2]) or self._mtype(op[2])
+                    result, end = self.malloc_at(cpu, now, op[1], mt, op[3])
+                elif op[0] == FREE:
+                    result, end = None, self.free_at(cpu, now, op[1])
+                else:
+                    result, end = self._do(t, now)
             except Deadlock as e:
                 self.unpriced()
                 t.waiting = f"{e} [{t.name} on cpu {cpu}]"
@@ -382,15 +389,10 @@ class Simulator:
             engine.now = ready           # nothing else happens before: run it here
 
     def _do(self, t: _Thread, now: int):
+        """The operations other than malloc and free (which _exec runs itself)."""
         op = t.op
         code = op[0]
         cpu = t.cpu
-        if code == MALLOC:
-            _, size, tname, flags = op
-            mt = self.mtypes.get(tname) or self._mtype(tname)
-            return self.malloc_at(cpu, now, size, mt, flags)
-        if code == FREE:
-            return None, self.free_at(cpu, now, op[1])
         if code == PUT:
             q = op[1]
             waiting = self.waiters.get(id(q))

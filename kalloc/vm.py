@@ -227,8 +227,15 @@ class KernelVM:
         except TypeError:                  # bytes(16) would be 16 zero bytes: no int, no list
             raise TypeError(f"write: data must be bytes-like (bytes, bytearray, memoryview), "
                             f"not {type(data).__name__}") from None
-        pieces = list(self._pieces(va, len(data)))  # fault before writing anything
         phys = self.machine.phys
+        off = va & self._mask
+        if off + len(data) <= self._mask + 1:   # within one page, as most writes are: one lookup
+            pfn = self.pmap.get(va >> self._shift)
+            if pfn is None:
+                raise PageFault(va)
+            phys.write(pfn, off, data)
+            return
+        pieces = list(self._pieces(va, len(data)))  # fault before writing anything
         pos = 0
         for pfn, off, ln in pieces:
             phys.write(pfn, off, data[pos:pos + ln])
