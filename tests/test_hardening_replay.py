@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from kalloc.replay import parse
 from kalloc.replay.parse import MAX_LINE, TraceParser, open_trace
 from kalloc.replay.run import PIPELINE_OK, replay_trace
+from test_replay_parse import reference_events as reference   # parse_line on each line alone
 
 TRACES = Path(__file__).resolve().parent / "traces"
 with open_trace(TRACES / "build.perf.txt.xz") as _f:
@@ -29,20 +30,6 @@ with open_trace(TRACES / "build.perf.txt.xz") as _f:
 # Other scripts' digits, which str.isdigit and int() take: Arabic-Indic, fullwidth, Devanagari,
 # mathematical bold.
 DIGITS = ("٠١٢٣٤٥٦٧٨٩", "０１２３４５６７８９", "०१२३४५६७८९", "𝟎𝟏𝟐𝟑𝟒𝟓𝟔𝟕𝟖𝟗")
-
-
-def reference(lines) -> tuple:
-    """parse_line on each line alone (a fresh parser: no cache can help): events, unparsed."""
-    events, unparsed = [], 0
-    for line in lines:
-        try:
-            event = TraceParser().parse_line(line)
-        except ValueError:
-            unparsed += 1
-            continue
-        if event is not None:
-            events.append(event)
-    return events, unparsed
 
 
 def agree(lines) -> TraceParser:
