@@ -54,7 +54,7 @@ def test_out_of_range_values_are_rejected(workload, params, match):
     ("net", {"packets": 40, "gap_cycles": 1, "large_fraction": 0}),
     ("net", {"packets": 40, "large_fraction": 1}),
     ("tty", {"bursts": 5, "max_cblocks": 1, "think_cycles": 1, "line_buffer_every": 0}),
-    ("larson", {"slots": 1, "rounds": 5, "epochs": 1, "min_size": 100, "max_size": 100}),
+    ("larson", {"slots": 1, "rounds": 5, "epochs": 2, "min_size": 100, "max_size": 100}),
     ("prodcons", {"objects": 20, "batch": 1}),
     ("fs", {"cache": 0, "turnover": 5, "big_every": 0}),
     ("scsi", {"commands": 5, "zero_size_every": 0, "service_cycles": 0}),
