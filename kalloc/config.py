@@ -18,7 +18,7 @@ Every command-line option can come from the file; the command line wins.  A file
     [params.net]             # workload parameters
     packets = 2000
 
-    [costs]                  # cycle prices (docs/cost-model.md); preset = "2003" | "modern"
+    [costs]                  # cycle prices (docs/cost-model.md); preset = "2003" | "modern" | "1994"
     ipi_send = 1500
 
     [run]                    # how runs are measured
