@@ -197,6 +197,8 @@ def parse_values(key: Key, spec) -> list:
             raise ValueError(f"--vary {key.name}: no values")
         if ":" in spec and "," not in spec and spec.count(":") == 2:
             return _range(key, spec)
+        if ":" in spec and key.type in (int, float):
+            raise ValueError(f"--vary {key.name}={spec}: a range is lo:hi:n (n points), a list a,b,c")
         items = [s.strip() for s in spec.split(",")]
         if any(not s for s in items):
             raise ValueError(f"--vary {key.name}={spec}: an empty value in the list")
@@ -591,7 +593,7 @@ def plot_sweep(records: list, keys: list, metric: str, ratio_of: tuple | None, p
     if ratio_of:
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
         for x in crossovers(ratio_points(records, *ratio_of, metric), [first]):
-            ax.axvline(x["value"], color="grey", linestyle=":", linewidth=1)
+            ax.plot([x["value"]], [1.0], marker="x", color="black")        # where a line crosses 1
         ax.set_ylabel(f"{ratio_of[0]}/{ratio_of[1]} of {metric}")
     else:
         ax.set_ylabel(metric)
@@ -714,8 +716,8 @@ def tornado_table(rows: list, of: str, metric: str, width: int = 40) -> str:
         if vn is not None:
             bar[col(vn)] = "|"
         out.append([r["price"], f"{r['low']:,}", f"{r['nominal']:,}" if "nominal" in r else "-", f"{r['high']:,}",
-                    _fmt(vl), _fmt(vn), _fmt(vh), f"{r['swing']:.3f}", "yes" if r["flips"] else "",
-                    "".join(bar)])
+                    _fmt(vl), _fmt(vn), _fmt(vh), f"{r['swing']:.4f}", "yes" if r["flips"] else "",
+                    "[" + "".join(bar) + "]"])
     headers = ["price", "low", "nominal", "high", "at low", "at nominal", "at high", "swing", "flips",
                f"{_fmt(lo)} .. {_fmt(hi)}"]
     return (tabulate(out, headers=headers, disable_numparse=True) +
