@@ -253,7 +253,7 @@ def test_sweep_table_csv_plot_and_config(capsys, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
     cfg = tmp_path / "s.toml"
     cfg.write_text('backends = ["slab", "kmem_map"]\n[sweep]\nratio = "kmem_map/slab"\nmetric = "sim.cycles_per_op"\n'
-                   '[sweep.vary]\n"cost.ipi_send" = "300,1500"\n')
+                   '[sweep.vary]\ncost.ipi_send = "300,1500"\n')        # dotted, unquoted
     code, out, err = cli(capsys, "sweep", *TINY, "--config", str(cfg), "--format", "json")
     assert code == 0, err
     r = json.loads(out)["ratio"]
@@ -330,6 +330,12 @@ def test_sensitivity_table_plot_and_api(capsys, ranges, tmp_path):
     rows = sensitivity("prodcons", "slab", "kmem_map", 1, "sim.throughput_ops_per_mcycle",
                        params={"objects": 200, "batch": 8}, warmup=0, ranges={"ipi_send": (300, 3000)})
     assert rows[0]["value_low"] == rows[0]["value_high"]       # no IPIs on one CPU
+
+
+def test_sensitivity_without_ranges(capsys, monkeypatch):
+    monkeypatch.delattr(kcosts, "RANGES", raising=False)
+    code, _, err = cli(capsys, "sensitivity", "--workload", "prodcons")
+    assert code == 2 and "RANGES" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("extra,named", [
