@@ -25,7 +25,9 @@ Like every grid, a sweep is deterministic: records come back in spec order from 
 
 from __future__ import annotations
 
+import copy
 import itertools
+import json
 import statistics
 from fractions import Fraction
 
@@ -356,10 +358,32 @@ def sweep_specs(vary, backends, workloads, ncpus: int = 2, seeds=(0,), *, physme
     return out
 
 
+def _spec_key(spec: RunSpec) -> str:
+    return json.dumps(attrs.asdict(spec), sort_keys=True, default=repr)
+
+
+def distinct_specs(pairs: list) -> list:
+    """The grid's distinct RunSpecs, in grid order: a key that only one backend (or workload)
+    takes leaves the others' runs equal across its values, and a run is a function of its
+    spec, so each is run once."""
+    seen: dict = {}
+    for _, s in pairs:
+        seen.setdefault(_spec_key(s), s)
+    return list(seen.values())
+
+
 def run_sweep(pairs: list, jobs: int = 1, progress=None, executor: str = "local", scheduler=None) -> list:
-    """Run ``sweep_specs``' grid: the records in grid order, each with its ``point``."""
-    records = run_grid([s for _, s in pairs], jobs, progress, executor, scheduler)
-    return [{"point": point, **rec} for (point, _), rec in zip(pairs, records)]
+    """Run ``sweep_specs``' grid: the records in grid order, each with its ``point`` (equal
+    specs run once; ``progress`` ticks once per distinct run)."""
+    specs = distinct_specs(pairs)
+    done = dict(zip(map(_spec_key, specs), run_grid(specs, jobs, progress, executor, scheduler)))
+    out, used = [], set()
+    for point, spec in pairs:
+        k = _spec_key(spec)
+        rec = done[k] if k not in used else copy.deepcopy(done[k])
+        used.add(k)
+        out.append({"point": point, **rec})
+    return out
 
 
 def _show(point: dict) -> str:
@@ -778,7 +802,7 @@ def sweep_command(args, cfg, progress) -> str:
     seeds = [cfg.seed + i for i in range(cfg.repeat)]
     grid = sweep_specs(pairs, cfg.backends, cfg.workloads, cfg.ncpus[0], seeds, physmem=cfg.physmem,
                        arch=cfg.arch, options=cfg.options, params=cfg.params, costs=cfg.costs, warmup=cfg.warmup)
-    records = run_sweep(grid, cfg.jobs, progress(len(grid)), cfg.executor, cfg.scheduler)
+    records = run_sweep(grid, cfg.jobs, progress(len(distinct_specs(grid))), cfg.executor, cfg.scheduler)
     if not getattr(args, "timing", False):
         for r in records:
             r["wall_seconds"] = None

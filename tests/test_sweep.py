@@ -358,3 +358,15 @@ def test_ranges_contract_when_it_lands():
     for price, (low, high) in ranges.items():
         assert all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high))
         assert low <= getattr(default, price) <= high, price
+
+
+def test_equal_runs_run_once():
+    """slab.remote_free leaves kmem_map's runs equal across its values: run once, recorded twice."""
+    from kalloc.sweep import distinct_specs
+    pairs = sweep_specs(["slab.remote_free=ipi,passive"], ["slab", "kmem_map"], ["prodcons"], 2,
+                        params={"prodcons": {"objects": 200, "batch": 8}}, warmup=0)
+    assert len(pairs) == 4 and len(distinct_specs(pairs)) == 3
+    recs = run_sweep(pairs)
+    km = [{k: v for k, v in r.items() if k not in ("point", "wall_seconds")} for r in recs if r["backend"] == "kmem_map"]
+    assert km[0] == km[1] and [r["point"] for r in recs][1::2] == [{"slab.remote_free": "ipi"},
+                                                                   {"slab.remote_free": "passive"}]
