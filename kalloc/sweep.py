@@ -334,7 +334,7 @@ def sweep_specs(vary, backends, workloads, ncpus: int = 2, seeds=(0,), *, physme
     if isinstance(vary, dict):
         vary = list(vary.items())
     pairs = [parse_vary(v, backends, workloads) if isinstance(v, str) else
-             (v[0], parse_values(resolve_key(v[0], backends, workloads), list(v[1]))) for v in vary]
+             (v[0], parse_values(resolve_key(v[0], backends, workloads), v[1])) for v in vary]
     if not pairs:
         raise ValueError("sweep needs something to vary")
     _check_distinct([k for k, _ in pairs], backends, workloads)
