@@ -79,6 +79,8 @@ TEMPLATE = """# Results: slab vs kmem_map, today
 Produced by `python docs/make_results.py` (about a minute on 2 cores) from the code as it is;
 every figure below is filled in by that script. Simulated machine: i386, 64 MiB, the 2003 cost
 model ([cost-model.md](cost-model.md)); three seeds per cell in the scaling tables.
+Published allocator results (McKusick & Karels 1988, Bonwick 1994, DragonFly 2010) and the slab
+announcement's claims, each beside kalloc's figure, are in [reproductions.md](reproductions.md).
 
 ## The default comparison (`kalloc compare`)
 
