@@ -6,7 +6,7 @@ import pytest
 
 import kalloc
 from kalloc import conformance_suite as suite
-from kalloc import hookimpl, plugins
+from kalloc import hookimpl
 from kalloc.backends.base import bad_free
 from kalloc.backends.bump import BumpBackend
 
@@ -123,11 +123,8 @@ class _Broken:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def registered():
-    pm = plugins.plugin_manager()
-    plugin = pm.register(_Broken(), name="broken-backends")
-    yield
-    pm.unregister(name=plugin)
+def registered(register_plugin):
+    register_plugin(_Broken(), "broken-backends")
 
 
 @pytest.mark.parametrize("cls,check,args,says", BROKEN, ids=IDS)

@@ -5,7 +5,7 @@ workload's (a call()'s own ValueError) go on unchanged."""
 
 import pytest
 
-from kalloc import hookimpl, plugins
+from kalloc import hookimpl
 from kalloc.cli import main
 from kalloc.errors import WorkloadError
 from kalloc.harness import RunSpec, run_one
@@ -56,11 +56,8 @@ class _Plugin:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def registered():
-    pm = plugins.plugin_manager()
-    name = pm.register(_Plugin(), name="buggy-workload")
-    yield
-    pm.unregister(name=name)
+def registered(register_plugin):
+    register_plugin(_Plugin(), "buggy-workload")
 
 
 @pytest.mark.parametrize("bug", BUGS)
