@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-import attrs
 from tabulate import tabulate
 
+from kalloc import experiment
 from kalloc.executors import run_grid
 from kalloc.export import compare_table, scale_rows, scale_table
 from kalloc.harness import RunSpec, specs_for, summarize
@@ -40,22 +40,20 @@ def cpus_for(w: str) -> list:
     return CPUS[:-1] if w == "larson" else CPUS
 
 
-def scaling_specs(backends, options=None) -> list:
-    return [attrs.evolve(s, options=dict(options or {}))
-            for w in WORKLOADS for s in specs_for(backends, [w], cpus_for(w), SEEDS)]
+# slab with the 2010 passive remote free, beside the 2003 slab: a variant of one backend.
+PASSIVE = {"name": "slab-passive", "backend": "slab", "options": {"remote_free": "passive"}}
 
 
 def scaling(jobs) -> list:
     """slab, slab with passive remote free, kmem_map: one record per backend x ncpus."""
-    base = run_grid(scaling_specs(["slab", "kmem_map"]), jobs)
-    passive = run_grid(scaling_specs(["slab"], {"remote_free": "passive"}), jobs)
-    for r in passive:
-        r["backend"] = "slab-passive"
-    return scale_rows(summarize(base + passive))
+    records = [r for w in WORKLOADS for r in experiment.scale(
+        backends=["slab", "slab-passive", "kmem_map"], variants=[PASSIVE], workloads=[w], ncpus=cpus_for(w),
+        seed=SEEDS[0], repeat=len(SEEDS), jobs=jobs)]
+    return scale_rows(summarize(records))
 
 
 def pick(rows, backend, workload, n, key="speedup"):
-    r = next(x for x in rows if (x["backend"], x["workload"], x["ncpus"]) == (backend, workload, n))
+    r = next(x for x in rows if (x["variant"], x["workload"], x["ncpus"]) == (backend, workload, n))
     return r[key] if key == "speedup" else r[key]["mean"]
 
 
