@@ -27,12 +27,14 @@ import json
 import os
 import shlex
 import sqlite3
+import time
 
 from kalloc.export import _strict
 
 SCHEMA = 1
 APPLICATION_ID = 0x6B616C63              # "kalc"
 BUSY_SECONDS = 30
+OPEN_TRIES = 20
 _TABLES = """
 CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL,
                    command TEXT NOT NULL, argv TEXT NOT NULL, view TEXT NOT NULL, cells INTEGER NOT NULL);
@@ -71,21 +73,34 @@ class _Db:
             os.makedirs(parent, exist_ok=True)          # the XDG default's directories
         if not os.path.isdir(parent):
             raise ValueError(f"{path}: no such directory {parent}")
-        try:
+        for attempt in range(OPEN_TRIES):
             self.conn = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None)
-            self._check()
-        except sqlite3.Error as e:
-            raise _damaged(path, e) from None
+            try:
+                self._check()
+                return
+            except sqlite3.OperationalError as e:
+                # Two processes making the schema, or switching it to WAL, at once: SQLite
+                # breaks the lock cycle by failing one at once, which tries again.
+                self.conn.close()
+                if "locked" not in str(e) or attempt == OPEN_TRIES - 1:
+                    raise _damaged(path, e) from None
+                time.sleep(0.05 * (attempt + 1))
+            except sqlite3.Error as e:
+                self.conn.close()
+                raise _damaged(path, e) from None
 
     def _check(self) -> None:
         c = self.conn
+        c.execute("BEGIN")                  # one snapshot of the header and the tables
         app, version = c.execute("PRAGMA application_id").fetchone()[0], c.execute("PRAGMA user_version").fetchone()[0]
+        tables = c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        c.execute("COMMIT")
         if app == APPLICATION_ID and version > SCHEMA:
             raise ValueError(f"{self.path}: a runs database of a newer kalloc (schema {version}; this kalloc "
                              f"reads schema {SCHEMA}): upgrade kalloc")
         if app == APPLICATION_ID:
             return
-        if app or c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        if app or tables:
             raise ValueError(f"{self.path}: another application's SQLite database, not a kalloc runs database")
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("BEGIN IMMEDIATE")

@@ -110,8 +110,10 @@ def check_tables(tables) -> dict:
         wrong = next((k for k in KINDS.values() if k in t and k != KINDS[kind]), None)
         if wrong or not isinstance(settings, dict):
             raise ValueError(f"[[variant]] of {kind} {t[kind]!r}: its settings are a table {KINDS[kind]} = {{...}}")
-        name = t.get("name", label(t[kind], settings))
-        if not isinstance(name, str) or not name or "[" in name or "," in name:
+        name = t.get("name")
+        if name is None:
+            name = label(t[kind], settings)
+        elif not isinstance(name, str) or not name or "[" in name or "," in name:
             raise ValueError(f"[[variant]] name must be a word without brackets or commas, got {name!r}")
         if name in out:
             raise ValueError(f"[[variant]] name {name!r} is given twice")
