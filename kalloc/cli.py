@@ -276,7 +276,8 @@ def cmd_info(args) -> str:
     from kalloc.malloc import boot
     cfg = _config(args, single=("backends", "ncpus"))
     b = cfg.backends[0]
-    k = boot(b, ncpus=cfg.ncpus[0], physmem=cfg.physmem, seed=cfg.seed, arch=cfg.arch, **cfg.options_for(b))
+    k = boot(cfg.backend_of(b), ncpus=cfg.ncpus[0], physmem=cfg.physmem, seed=cfg.seed, arch=cfg.arch,
+             **cfg.options_for(b))
     st = k.stats()
     if cfg.format != "table":
         return render([st], cfg.format, None)
