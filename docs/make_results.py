@@ -321,7 +321,7 @@ larson stops at 4 CPUs: its calibrated live set, 2,350 slots of 16-1024 bytes pe
 
 The three traces in `tests/traces/` ([replay.md](replay.md)), replayed on the same 64 MiB machine.
 A replay is open-loop: the trace's timestamps fix the makespan, so throughput is the same on both
-backends, and `vs 1st` compares cycles per operation. On the build trace the slab spends
+backends, and `thr vs 1st` compares cycles per operation. On the build trace the slab spends
 {build_cpo_s} cycles per operation against kmem_map's {build_cpo_k}: a modern kernel's page-sized
 and larger requests (4096-byte buffers are common in these traces) are whole pages from
 kmem_slab_alloc on the 2003 slab, each page zeroed on M_ZERO, mapped and later unmapped with a TLB
