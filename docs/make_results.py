@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-import attrs
 from tabulate import tabulate
 
+from kalloc import experiment
 from kalloc.executors import run_grid
 from kalloc.export import compare_table, scale_rows, scale_table
 from kalloc.harness import RunSpec, specs_for, summarize
@@ -41,22 +41,20 @@ def cpus_for(w: str) -> list:
     return CPUS[:-1] if w == "larson" else CPUS
 
 
-def scaling_specs(backends, options=None) -> list:
-    return [attrs.evolve(s, options=dict(options or {}))
-            for w in WORKLOADS for s in specs_for(backends, [w], cpus_for(w), SEEDS)]
+# slab with the 2010 passive remote free, beside the 2003 slab: a variant of one backend.
+PASSIVE = {"name": "slab-passive", "backend": "slab", "options": {"remote_free": "passive"}}
 
 
 def scaling(jobs) -> list:
     """slab, slab with passive remote free, kmem_map: one record per backend x ncpus."""
-    base = run_grid(scaling_specs(["slab", "kmem_map"]), jobs)
-    passive = run_grid(scaling_specs(["slab"], {"remote_free": "passive"}), jobs)
-    for r in passive:
-        r["backend"] = "slab-passive"
-    return scale_rows(summarize(base + passive))
+    records = [r for w in WORKLOADS for r in experiment.scale(
+        backends=["slab", "slab-passive", "kmem_map"], variants=[PASSIVE], workloads=[w], ncpus=cpus_for(w),
+        seed=SEEDS[0], repeat=len(SEEDS), jobs=jobs)]
+    return scale_rows(summarize(records))
 
 
 def pick(rows, backend, workload, n, key="speedup"):
-    r = next(x for x in rows if (x["backend"], x["workload"], x["ncpus"]) == (backend, workload, n))
+    r = next(x for x in rows if (x["variant"], x["workload"], x["ncpus"]) == (backend, workload, n))
     return r[key] if key == "speedup" else r[key]["mean"]
 
 
@@ -406,7 +404,7 @@ larson stops at 4 CPUs: its calibrated live set, 2,350 slots of 16-1024 bytes pe
 
 The three traces in `tests/traces/` ([replay.md](replay.md)), replayed on the same 64 MiB machine.
 A replay is open-loop: the trace's timestamps fix the makespan, so throughput is the same on both
-backends, and `vs 1st` compares cycles per operation. On the build trace the slab spends
+backends, and `thr vs 1st` compares cycles per operation. On the build trace the slab spends
 {build_cpo_s} cycles per operation against kmem_map's {build_cpo_k}: a modern kernel's page-sized
 and larger requests (4096-byte buffers are common in these traces) are whole pages from
 kmem_slab_alloc on the 2003 slab, each page zeroed on M_ZERO, mapped and later unmapped with a TLB

@@ -4,8 +4,10 @@ Every command takes the machine options (--backend/--backends, --ncpus, --physme
 --seed, --arch, --set key=value, --format) and --config FILE; the command line wins
 over the file.  Bad input -- unknown backend, workload or option, bad TOML, a bad size
 -- is one line on stderr and exit status 2, never a traceback, and it comes before any
-work: every input (the trace of ``compare --trace`` included) and output is checked
-first.  What is printed is escaped: a control character in a message or in a name from a
+work: every input (the trace of ``compare --trace`` included), output and the runs
+database of ``--save`` is checked first.  A command's runs are kalloc.experiment's (the
+notebook API's), what it prints of them kalloc.export.present's, which ``kalloc show``
+uses for a saved run (kalloc.runsdb).  What is printed is escaped: a control character in a message or in a name from a
 trace (a newline, a terminal escape sequence) is shown as ``\\n`` or ``\\x1b``.
 """
 
@@ -15,15 +17,14 @@ import argparse
 import os
 import sys
 
-from kalloc import plugins
+from kalloc import experiment, plugins, runsdb
 from kalloc.backends.base import COMMON_OPTIONS, resolve_options
 from kalloc.config import FORMATS, build, load_toml, parse_assignments
 from kalloc.errors import KallocError, KernelPanic
 from kalloc import plot
-from kalloc.export import compare_table, render, run_report, run_reports, scale_rows, scale_table, to_table
-from kalloc.executors import run_grid
-from kalloc.harness import RunSpec, run_one, specs_for, summarize
-from kalloc.replay.run import check_trace, replay_backends
+from kalloc.export import present, render, scale_rows, to_table
+from kalloc.harness import summarize
+from kalloc.replay.run import check_trace
 
 
 class UsageError(Exception):
@@ -59,6 +60,19 @@ def _machine_args(p: argparse.ArgumentParser, many: bool, records: bool = True,
     g.add_argument("--timing", action="store_true",
                    help="fill wall_seconds in JSON/CSV (left null by default, so that the same "
                         "configuration and seed give byte-identical output)")
+
+
+def _db_arg(g) -> None:
+    g.add_argument("--db", metavar="PATH", help="the saved runs' database (default $KALLOC_DB, else "
+                                                "$XDG_DATA_HOME/kalloc/runs.db)")
+
+
+def _save_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("saved runs")
+    g.add_argument("--save", nargs="?", const="", metavar="NAME",
+                   help="store the records, their provenance and this command line (default name: COMMAND-N); "
+                        "see `kalloc runs`")
+    _db_arg(g)
 
 
 def _workload_args(p: argparse.ArgumentParser, many: bool) -> None:
@@ -101,16 +115,20 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="one workload on one backend, full report")
     _machine_args(s, many=False)
     _workload_args(s, many=False)
+    _save_args(s)
     s = sub.add_parser("compare", help="workloads x backends x CPU counts, side by side")
     _machine_args(s, many=True)
     _workload_args(s, many=True)
+    _save_args(s)
     s.add_argument("--trace", metavar="FILE", help="also replay this kernel allocation trace as a workload")
     s = sub.add_parser("scale", help="throughput and lock-wait curves over CPU counts")
     _machine_args(s, many=True)
     _workload_args(s, many=True)
+    _save_args(s)
     s = sub.add_parser("sweep", help="vary prices, options, parameters or CPUs over a grid: ratios, crossovers")
     _machine_args(s, many=True, cpu_lists=False)
     _workload_args(s, many=True)
+    _save_args(s)
     _sweep_args(s)
     s.add_argument("--vary", action="append", metavar="KEY=SPEC",
                    help="cost.PRICE, BACKEND.OPTION, OPTION, WORKLOAD.PARAM, param.PARAM or ncpus, over a,b,c or "
@@ -129,6 +147,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-pipeline", action="store_true",
                    help="parse the trace in this process (default: in a second process, overlapping "
                         "the simulation, when the machine has two CPUs or more; same results)")
+    _save_args(s)
+    _saved_run_parsers(sub)
     s = sub.add_parser("scenario", help="a built-in experiment; isa-dma: the 2003 slab ISA bounce-buffer regression")
     s.add_argument("name", choices=("isa-dma",), help="isa-dma: docs/isa-dma.md")
     s.add_argument("--physmem", default="256M", help="physical memory (default 256M)")
@@ -142,6 +162,29 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default="table", help="table (default), json or csv")
     s.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
     return p
+
+
+def _saved_run_parsers(sub) -> None:
+    """The commands on saved runs and on JSON files of records."""
+    s = sub.add_parser("runs", help="list the saved runs (--save), or delete one")
+    s.add_argument("--delete", metavar="NAME", help="delete the saved run NAME")
+    s.add_argument("--format", default="table", help="table (default), json or csv")
+    _db_arg(s)
+    for name, helptext in (("show", "print a saved run as the command that made it did"),
+                           ("export", "a saved run's records as JSON (default) or CSV")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("name", metavar="NAME")
+        s.add_argument("--format", default="table" if name == "show" else "json",
+                       help="table (default), json or csv" if name == "show" else "json (default) or csv")
+        s.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
+        _db_arg(s)
+    s = sub.add_parser("diff", help="two saved runs: per-cell ratios of the main metrics, and the settings that differ")
+    s.add_argument("a", metavar="A")
+    s.add_argument("b", metavar="B")
+    s.add_argument("--format", default="table", help="table (default) or json")
+    _db_arg(s)
+    s = sub.add_parser("rerun", help="rerun the records of a JSON file; exit 1 unless each is byte-identical")
+    s.add_argument("file", metavar="FILE", help="JSON records (--format json of run, compare, replay, sweep)")
 
 
 def _file(args) -> dict:
@@ -159,14 +202,26 @@ def _config(args, default_ncpus=(1,), single=()):
     cli["params"] = parse_assignments(getattr(args, "params", None), "--param")
     cli["costs"] = parse_assignments(getattr(args, "costs", None), "--cost")
     cfg = build(file, cli, default_ncpus, single)
+    for note in cfg.notes:
+        sys.stderr.write(f"kalloc: note: {escaped(note, one_line=True)}\n")
     for path in (cfg.output, cfg.plot):
         _check_writable(path)
     if cfg.plot:
         plot.require()
     if cfg.trace:
         check_trace(cfg.trace)
+    if getattr(args, "save", None) is not None:
+        runsdb.check_save(runsdb.db_path(args.db), args.save or None)
     args.output = cfg.output        # the config file's `output = ...` too, for _emit
     return cfg
+
+
+def _finish(args, cfg, view: dict, records: list) -> str:
+    """The command's output; the records saved first if --save asks."""
+    if args.save is not None:
+        name = runsdb.save(runsdb.db_path(args.db), args.save or None, args.command, args.argv, view, records)
+        sys.stderr.write(f"kalloc: saved as {escaped(name, one_line=True)} (kalloc show {escaped(name, True)})\n")
+    return present(view, records, cfg.format)
 
 
 def _check_writable(path: str | None) -> None:
@@ -181,15 +236,6 @@ def _check_writable(path: str | None) -> None:
         raise ValueError(f"{path}: no such directory {parent}")
     if not os.access(path if os.path.exists(path) else parent, os.W_OK):
         raise ValueError(f"{path}: not writable")
-
-
-def _untimed(args, records: list) -> list:
-    """wall_seconds is the one field that is not a function of the configuration: null it
-    unless --timing asks for it."""
-    if not getattr(args, "timing", False):
-        for r in records:
-            r["wall_seconds"] = None
-    return records
 
 
 # Control characters as escapes: C0 but newline (tab included), DEL and C1.
@@ -231,16 +277,12 @@ def cmd_list(args, which: str) -> str:
     return render(rows, fmt, lambda rs: to_table([{k: r[k] for k in ("name", "description", "origin")} for r in rs]))
 
 
-def _spec(cfg, backend: str, workload: str, ncpus: int, seed: int) -> RunSpec:
-    return RunSpec(backend, workload, ncpus, seed, cfg.physmem, cfg.arch, cfg.options_for(backend),
-                   cfg.params_for(workload), cfg.costs, cfg.warmup)
-
-
 def cmd_info(args) -> str:
     from kalloc.malloc import boot
     cfg = _config(args, single=("backends", "ncpus"))
     b = cfg.backends[0]
-    k = boot(b, ncpus=cfg.ncpus[0], physmem=cfg.physmem, seed=cfg.seed, arch=cfg.arch, **cfg.options_for(b))
+    k = boot(cfg.backend_of(b), ncpus=cfg.ncpus[0], physmem=cfg.physmem, seed=cfg.seed, arch=cfg.arch,
+             **cfg.options_for(b))
     st = k.stats()
     if cfg.format != "table":
         return render([st], cfg.format, None)
@@ -254,25 +296,17 @@ def cmd_info(args) -> str:
 
 def cmd_run(args) -> str:
     cfg = _config(args, single=("backends", "workloads", "ncpus"))
-    rec = _untimed(args, [run_one(_spec(cfg, cfg.backends[0], cfg.workloads[0], cfg.ncpus[0], cfg.seed))])[0]
+    records = experiment.untimed(experiment.run_records(cfg), args.timing)
     if cfg.plot:
-        plot.plot_series([rec], cfg.plot)
-    return render([rec], cfg.format, lambda rs: run_report(rs[0]))
+        plot.plot_series(records, cfg.plot)
+    return _finish(args, cfg, {"command": "run"}, records)
 
 
-def _grid(cfg, ncpus) -> list:
-    seeds = [cfg.seed + i for i in range(cfg.repeat)]
-    specs = [_spec(cfg, s.backend, s.workload, s.ncpus, s.seed)
-             for s in specs_for(cfg.backends, cfg.workloads, ncpus, seeds)]
-    return run_grid(specs, cfg.jobs, _progress(len(specs)), cfg.executor, cfg.scheduler)
-
-
-def _replays(cfg, path: str, ncpus: int | None, pipeline: bool | None = None) -> list:
-    """The trace replayed on every configured backend, in one pass (records like the harness's)."""
+def _lines(run):
+    """``run(tick)`` with a progress line of trace operations on stderr (when it is a terminal)."""
     bar = _progress_lines()
     try:
-        return replay_backends(path, [(b, cfg.options_for(b)) for b in cfg.backends], ncpus, cfg.physmem,
-                               cfg.arch, cfg.costs, cfg.seed, bar, pipeline, cfg.warmup or 0)
+        return run(bar)
     finally:
         if bar:
             sys.stderr.write("\n")           # end the progress line
@@ -284,34 +318,36 @@ def cmd_replay(args) -> str:
     explicit = args.ncpus is not None or "ncpus" in _file(args)
     if explicit and len(cfg.ncpus) > 1:
         raise ValueError(f"replay takes one --ncpus (the trace's CPUs fold onto it), not {len(cfg.ncpus)}")
-    records = _untimed(args, _replays(cfg, args.trace, cfg.ncpus[0] if explicit else None,
-                                      False if args.no_pipeline else None))
+    records = experiment.untimed(_lines(lambda bar: experiment.replay_records(
+        cfg, args.trace, cfg.ncpus[0] if explicit else None, False if args.no_pipeline else None, bar)), args.timing)
     if cfg.plot:
         plot.plot_series(records, cfg.plot)
-    return render(records, cfg.format, run_reports)
+    return _finish(args, cfg, {"command": "replay"}, records)
 
 
 def cmd_compare(args) -> str:
     cfg = _config(args, (1, 2, 4))
-    # The trace first: a missing or damaged one must not cost the grid's results.
-    replays = _replays(cfg, cfg.trace, None) if cfg.trace else []
-    records = _untimed(args, _grid(cfg, cfg.ncpus) + replays)
+    def grid(bar=None):
+        return experiment.compare_records(cfg, _progress, bar)
+    records = experiment.untimed(_lines(grid) if cfg.trace else grid(), args.timing)
     if cfg.plot:
         plot.plot_compare(summarize(records), cfg.plot)
-    return render(records, cfg.format, compare_table)
+    return _finish(args, cfg, {"command": "compare"}, records)
 
 
 def cmd_scale(args) -> str:
     cfg = _config(args, (1, 2, 4, 8))
-    rows = scale_rows(summarize(_grid(cfg, cfg.ncpus)))
+    records = experiment.untimed(experiment.grid_records(cfg, _progress), args.timing)
     if cfg.plot:
-        plot.plot_scale(rows, cfg.plot)
-    return render(rows, cfg.format, scale_table)
+        plot.plot_scale(scale_rows(summarize(records)), cfg.plot)
+    return _finish(args, cfg, {"command": "scale"}, records)
 
 
 def cmd_sweep(args) -> str:
     from kalloc.sweep import sweep_command
-    return sweep_command(args, _config(args, (2,), single=("ncpus",)), _progress)
+    cfg = _config(args, (2,), single=("ncpus",))
+    records, view = sweep_command(args, cfg, _progress)
+    return _finish(args, cfg, view, records)
 
 
 def cmd_sensitivity(args) -> str:
@@ -356,6 +392,58 @@ def cmd_scenario(args) -> str:
     return render(rows, args.format, lambda rs: format_table(rs) + "\n")
 
 
+def _format(fmt: str, known=FORMATS) -> str:
+    if fmt not in known:
+        raise ValueError(f"unknown format {fmt!r} (known: {', '.join(known)})")
+    return fmt
+
+
+def cmd_runs(args) -> str:
+    path = runsdb.db_path(args.db)
+    fmt = _format(args.format)
+    if args.delete is not None:
+        runsdb.delete(path, args.delete)
+        return f"deleted {args.delete}\n"
+    rows = runsdb.runs(path)
+    if not rows and fmt == "table":
+        return f"no saved runs in {path} (save one with --save)\n"
+    return render(rows, fmt, to_table)
+
+
+def cmd_show(args) -> str:
+    fmt = _format(args.format)
+    run, records = runsdb.load(runsdb.db_path(args.db), args.name)
+    return present(run["view"], records, fmt)
+
+
+def cmd_export(args) -> str:
+    fmt = _format(args.format, ("json", "csv"))
+    return render(runsdb.load(runsdb.db_path(args.db), args.name)[1], fmt, None)
+
+
+def cmd_diff(args) -> str:
+    from kalloc.rundiff import diff, diff_table
+    from kalloc.export import to_json
+    fmt = _format(args.format, ("table", "json"))
+    path = runsdb.db_path(args.db)
+    (ra, a), (rb, b) = runsdb.load(path, args.a), runsdb.load(path, args.b)
+    d = diff(a, b)
+    if fmt == "json":
+        return to_json(d)
+    return f"A = {args.a}: {ra['command']}\nB = {args.b}: {rb['command']}\n\n" + diff_table(d, "A", "B")
+
+
+def cmd_rerun(args) -> str:
+    from kalloc.rerun import load_records, rerun
+
+    def say(line: str) -> None:
+        sys.stdout.write(escaped(line, one_line=True) + "\n")
+        sys.stdout.flush()
+    load_records(args.file)                 # bad input before any work
+    args.status = 0 if rerun(args.file, say) else 1
+    return ""
+
+
 COMMANDS = {
     "backends": lambda a: cmd_list(a, "backends"),
     "workloads": lambda a: cmd_list(a, "workloads"),
@@ -367,16 +455,22 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "sensitivity": cmd_sensitivity,
     "scenario": cmd_scenario,
+    "runs": cmd_runs,
+    "show": cmd_show,
+    "export": cmd_export,
+    "diff": cmd_diff,
+    "rerun": cmd_rerun,
 }
 
 
 def main(argv=None) -> int:
     try:
         args = make_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)      # for --save
         _check_writable(getattr(args, "output", None))
         text = COMMANDS[args.command](args)
         _emit(text, getattr(args, "output", None))
-        return 0
+        return getattr(args, "status", 0)
     except (UsageError, ValueError, TypeError, OSError, EOFError, KallocError) as e:
         what = "simulated kernel panic: " if isinstance(e, KernelPanic) else ""
         sys.stderr.write(f"kalloc: {what}{escaped(str(e), one_line=True)}\n")

@@ -17,7 +17,12 @@ import math
 
 from tabulate import tabulate
 
-from kalloc.harness import summarize
+from kalloc.harness import labels, summarize
+
+# What "lock wait %" is a share of, and of which lock, for the tables' legends.
+LOCK_WAIT = ("lock wait %: cycles spent waiting for the global lock (kmem_map's splhigh/MP lock; the slab's "
+             "kernel_map lock, taken for new zones and large allocations), as a share of all CPUs' measured "
+             "time (makespan x CPUs)")
 
 
 def _strict(value):
@@ -86,7 +91,7 @@ def compare_table(records: list) -> str:
     first: dict = {}
     summary = summarize(records)
     for s in summary:
-        key = (s["workload"], s["ncpus"])
+        key = (s["workload_variant"], s["ncpus"])
         ref = first.setdefault(key, s)
         thr, fp = s.get("throughput_ops_per_mcycle"), s.get("peak_growth_bytes")
         mk, lw = s.get("makespan_cycles"), s.get("lock_wait_cycles")
@@ -96,27 +101,28 @@ def compare_table(records: list) -> str:
         wait_pct = f"{100 * lw['mean'] / (mk['mean'] * s['ncpus']):.1f}" if lw and mk and mk["mean"] else "-"
         share = s.get("allocator_share")
         rows.append([
-            s["workload"] if ref is s else "", s["ncpus"] if ref is s else "",
-            s["backend"] + (" (giant)" if s["giant"] else ""),
+            s["workload_variant"] if ref is s else "", s["ncpus"] if ref is s else "",
+            s["variant"] + (" (giant)" if s["giant"] else ""),
             _fmt_stat(thr), _fmt_stat(cpo, digits=0), vs,
             f"{100 * share['mean']:.1f}" if share else "-",
             _fmt_stat(s.get("malloc_p99"), digits=0), _fmt_stat(s.get("malloc_max"), digits=0), wait_pct,
             _fmt_stat(s.get("ipis"), digits=0), _fmt_stat(fp, 1024, 0),
             _ratio(fp, ref.get("peak_growth_bytes")), _fmt_stat(s.get("overhead_ratio"), digits=2),
             _fmt_stat(s.get("bytes_zeroed"), 1024, 0), _fmt_stat(s.get("failed"), digits=0),
-            s["panics"] or "",
+            s["panics"],
         ])
-    headers = ["workload", "cpus", "backend", "ops/Mcycle", "cycles/op", "vs 1st", "alloc %", "malloc p99",
-               "malloc max", "lock wait %", "IPIs", "grown KiB", "vs 1st", "overhead", "zeroed KiB", "failed",
-               "panics"]
+    headers = ["workload", "cpus", "backend", "ops/Mcycle", "cycles/op", "thr vs 1st", "alloc %", "malloc p99",
+               "malloc max", "lock wait %", "IPIs", "grown KiB", "grown vs 1st", "overhead x", "zeroed KiB",
+               "failed", "panics"]
     runs = max(s["runs"] for s in summary)
     legend = ("measured phase only (after each run's warm-up). ops/Mcycle: allocator operations per million "
               "simulated cycles of makespan (higher is better); cycles/op: allocator and IPI-handler cycles per "
-              "operation; vs 1st: ratio to the first backend of the block, higher is better: throughput, or for "
-              "a replayed trace (whose throughput the trace fixes) the first's cycles/op over this one's; "
+              "operation; thr vs 1st: ratio to the first backend of the block, higher is better: throughput, or "
+              "for a replayed trace (whose throughput the trace fixes) the first's cycles/op over this one's; "
               "alloc %: allocator and handler share of busy cycles; malloc p99, max: latency in cycles, lock "
-              "waiting included; lock wait %: share of CPU time spent waiting for the global lock; grown KiB: "
-              "peak memory wired above boot; overhead: grown / requested bytes at that peak; " +
+              "waiting included; " + LOCK_WAIT + "; grown KiB: peak memory wired above boot; grown vs 1st: its "
+              "ratio to the first backend's, lower is better; overhead x: grown / requested bytes at that peak, "
+              "a ratio (1.25: a quarter more than requested); panics: runs that ended in a panic or a deadlock; " +
               ("(giant): the what-if of all kernel work under one lock; " if any(s["giant"] for s in summary)
                else "") +
               (f"mean ±stdev over {runs} seeds" if runs > 1 else "one seed per cell"))
@@ -176,10 +182,11 @@ def scale_rows(summary: list) -> list:
     panicked before its first operation left no throughput or no time)."""
     rows = []
     base: dict = {}
-    for s in sorted(summary, key=lambda s: (s["workload"], s["backend"], s["ncpus"])):
+    order = {k: i for i, k in enumerate(dict.fromkeys(labels(s) for s in summary))}   # as --backends lists them
+    for s in sorted(summary, key=lambda s: (order[labels(s)], s["ncpus"])):
         thr, mk, lw = (s.get(k, {}).get("mean") for k in
                        ("throughput_ops_per_mcycle", "makespan_cycles", "lock_wait_cycles"))
-        ref = base.setdefault((s["workload"], s["backend"]), thr)
+        ref = base.setdefault(labels(s), thr)
         rows.append({**s, "speedup": round(thr / ref, 4) if ref and thr is not None else None,
                      "lock_wait_share": round(lw / (mk * s["ncpus"]), 4) if mk and lw is not None else 0.0})
     return rows
@@ -196,21 +203,23 @@ def _scale_cells(r: dict | None) -> list:
 def scale_table(rows: list) -> str:
     """CPU counts down, backends across: throughput, speedup and lock-wait share; the
     last column names the backends whose runs panicked in that row (and how many)."""
-    backends = list(dict.fromkeys(r["backend"] for r in rows))
-    by = {(r["workload"], r["ncpus"], r["backend"]): r for r in rows}
+    backends = list(dict.fromkeys(labels(r)[1] for r in rows))
+    workloads = list(dict.fromkeys(labels(r)[0] for r in rows))
+    by = {(*labels(r), r["ncpus"]): r for r in rows}
     out = []
-    for w, n in dict.fromkeys((r["workload"], r["ncpus"]) for r in sorted(rows, key=lambda r: (r["workload"], r["ncpus"]))):
+    for w, n in dict.fromkeys((labels(r)[0], r["ncpus"]) for r in
+                              sorted(rows, key=lambda r: (workloads.index(labels(r)[0]), r["ncpus"]))):
         line = [w, n]
         for b in backends:
-            line += _scale_cells(by.get((w, n, b)))
-        line.append(", ".join(f"{b} {by[w, n, b]['panics']}" for b in backends
-                              if by.get((w, n, b), {}).get("panics")))
+            line += _scale_cells(by.get((w, b, n)))
+        line.append(", ".join(f"{b} {by[w, b, n]['panics']}" for b in backends
+                              if by.get((w, b, n), {}).get("panics")) or 0)
         out.append(line)
     headers = (["workload", "cpus"] + [f"{b} {h}" for b in backends for h in ("ops/Mcycle", "speedup", "lock wait %")]
                + ["panics"])
     return (tabulate(out, headers=headers, disable_numparse=True) + "\n\nspeedup: throughput over the same "
-            "backend's throughput at the smallest CPU count; lock wait %: share of CPU time spent waiting "
-            "for a global lock; panics: runs that ended in a kernel panic (their figures stop there)\n")
+            "backend's throughput at the smallest CPU count; " + LOCK_WAIT + "; panics: the backends whose "
+            "runs ended in a kernel panic or a deadlock, and how many (their figures stop there), else 0\n")
 
 
 def run_report(rec: dict) -> str:
@@ -237,3 +246,17 @@ def run_reports(records: list) -> str:
     side first, with their ratios to the first, then each run in full."""
     head = [compare_table(records)] if len(records) > 1 else []
     return "\n".join(head + [run_report(r) for r in records])
+
+
+def present(view: dict, records: list, fmt: str) -> str:
+    """What a command prints of its records (``view``: the command, and a sweep's keys, metric
+    and ratio): the same for the command and for ``kalloc show`` of its saved run."""
+    command = view["command"]
+    if command == "sweep":
+        from kalloc.sweep import sweep_output
+        return sweep_output(records, view["keys"], view["metric"], tuple(view["ratio"]) if view["ratio"] else None,
+                            fmt)
+    if command == "scale":
+        return render(scale_rows(summarize(records)), fmt, scale_table)
+    tables = {"run": lambda rs: run_report(rs[0]), "compare": compare_table, "replay": run_reports}
+    return render(records, fmt, tables[command])

@@ -74,6 +74,7 @@ from kalloc.flags import ZERO
 from kalloc.malloc import boot
 from kalloc.metrics import Metrics
 from kalloc.pricing import Pricing
+from kalloc.provenance import provenance
 from kalloc.workload import (CALL, FREE, GET, IDLE, MALLOC, PUT, READ, REALLOC, WORK, WRITE, Context,
                              describe, malformed, resolve_params)
 
@@ -84,7 +85,10 @@ HZ = 100            # clock interrupts a second (sys/conf/param.c, DragonFly 200
 @frozen
 class RunSpec:
     """Everything that defines one run (picklable: runs go to other processes).
-    ``warmup``: allocator operations before measuring starts; None, the workload's own."""
+    ``warmup``: allocator operations before measuring starts; None, the workload's own.
+    ``variant``, ``workload_variant``: the labels tables show and group by (kalloc.variants);
+    None, the backend's (workload's) name: options given here alone do not make a variant, as
+    ``--set`` does not on the command line."""
 
     backend: str
     workload: str
@@ -96,6 +100,8 @@ class RunSpec:
     params: dict = field(factory=dict)
     costs: dict = field(factory=dict)
     warmup: int | None = None
+    variant: str | None = None
+    workload_variant: str | None = None
 
 
 class _Thread:
@@ -687,11 +693,15 @@ def record(spec: RunSpec, sim: Simulator, extra: dict, wall: float, panic: str |
         "workload": spec.workload,
         "ncpus": spec.ncpus,
         "seed": spec.seed,
+        "variant": spec.variant or spec.backend,
+        "workload_variant": spec.workload_variant or spec.workload,
         "physmem": k.machine.physmem,
         "arch": spec.arch,
         "params": extra.pop("params", dict(spec.params)),
-        "options": dict(spec.options),
+        "options": dict(k.options),
+        "costs": {"preset": spec.costs.get("preset", "2003"), **attrs.asdict(sim.costs)},
         "machine": dict(sim.mech),
+        "run": {"warmup": sim.metrics.warmup},
         "warmup": sim.warmup_record(),
         "ops": sim.ops_record(),
         "sim": sim.sim_record(),
@@ -706,6 +716,7 @@ def record(spec: RunSpec, sim: Simulator, extra: dict, wall: float, panic: str |
         **extra,
         "panic": panic,
         "version": __version__,
+        "provenance": provenance(spec.backend, spec.workload),
         "wall_seconds": round(wall, 3),
     }
 
@@ -777,15 +788,23 @@ def _dig(rec: dict, path: tuple):
     return rec
 
 
+def labels(r: dict) -> tuple:
+    """(workload label, backend label) of a record or summary row: its variants (a record
+    written before variants, or a row made by hand, has only the names)."""
+    return r.get("workload_variant", r["workload"]), r.get("variant", r["backend"])
+
+
 def summarize(records: list) -> list:
-    """Group repeated runs (same backend, workload, ncpus; different seeds) into one row
-    each with mean, stdev, min and max of the SUMMARY_METRICS."""
+    """Group repeated runs (same backend and workload variants, ncpus; different seeds) into
+    one row each with mean, stdev, min and max of the SUMMARY_METRICS."""
     groups: dict = {}
     for r in records:
-        groups.setdefault((r["workload"], r["ncpus"], r["backend"]), []).append(r)
+        wl, be = labels(r)
+        groups.setdefault((wl, r["ncpus"], be), []).append(r)
     rows = []
     for (wl, n, be), rs in groups.items():
-        row = {"workload": wl, "ncpus": n, "backend": be, "runs": len(rs),
+        row = {"workload": rs[0]["workload"], "workload_variant": wl, "ncpus": n, "backend": rs[0]["backend"],
+               "variant": be, "runs": len(rs),
                "seeds": [r["seed"] for r in rs], "panics": sum(1 for r in rs if r["panic"]),
                "giant": any(r.get("machine", {}).get("giant") for r in rs),
                "replay": any("trace" in r for r in rs)}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 
+from kalloc.harness import labels
+
 
 def _pyplot():
     try:
@@ -38,9 +40,9 @@ def _save(fig, path: str) -> None:
 def plot_compare(rows: list, path: str) -> None:
     """``rows`` from kalloc.harness.summarize."""
     plt = _pyplot()
-    cells = sorted({(r["workload"], r["ncpus"]) for r in rows}, key=str)
-    backends = list(dict.fromkeys(r["backend"] for r in rows))
-    by = {(r["workload"], r["ncpus"], r["backend"]): r for r in rows}
+    cells = sorted({(labels(r)[0], r["ncpus"]) for r in rows}, key=str)
+    backends = list(dict.fromkeys(labels(r)[1] for r in rows))
+    by = {(labels(r)[0], r["ncpus"], labels(r)[1]): r for r in rows}
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(cells) * len(backends)), 4.5))
     width = 0.8 / len(backends)
     for ax, metric, label, scale in ((axes[0], "throughput_ops_per_mcycle", "ops per Mcycle (higher is better)", 1),
@@ -66,8 +68,8 @@ def plot_scale(rows: list, path: str) -> None:
     """``rows`` from kalloc.cli scale records: one per backend x ncpus."""
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for b in dict.fromkeys(r["backend"] for r in rows):
-        rs = sorted((r for r in rows if r["backend"] == b), key=lambda r: r["ncpus"])
+    for b in dict.fromkeys(labels(r)[1] for r in rows):
+        rs = sorted((r for r in rows if labels(r)[1] == b), key=lambda r: r["ncpus"])
         n = [r["ncpus"] for r in rs]
         a1.plot(n, [r["throughput_ops_per_mcycle"]["mean"] for r in rs], marker="o", label=b)
         a2.plot(n, [r["lock_wait_share"] * 100 for r in rs], marker="o", label=b)
@@ -86,7 +88,7 @@ def plot_series(records: list, path: str) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for r in records:
         s = r["series"]
-        label = f"{r['backend']} {r['workload']} {r['ncpus']}cpu"
+        label = f"{labels(r)[1]} {labels(r)[0]} {r['ncpus']}cpu"
         line, = ax.plot(s["t"], [v / 1024 for v in s["footprint"]], label=f"{label} footprint")
         ax.plot(s["t"], [v / 1024 for v in s["requested"]], linestyle="--", color=line.get_color(),
                 label=f"{label} requested")

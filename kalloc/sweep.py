@@ -41,7 +41,7 @@ from kalloc.backends.base import COMMON_OPTIONS, resolve_options
 from kalloc.config import _int, _text, parse_value
 from kalloc.costs import CostModel
 from kalloc.executors import run_grid
-from kalloc.harness import RunSpec
+from kalloc.harness import RunSpec, labels
 from kalloc.workload import resolve_params
 
 DEFAULT_METRIC = "sim.throughput_ops_per_mcycle"
@@ -323,39 +323,50 @@ def _check(what: str, backend: str, workload: str, ncpus: int, options, params, 
 
 
 def sweep_specs(vary, backends, workloads, ncpus: int = 2, seeds=(0,), *, physmem="64M", arch="i386",
-                options=None, params=None, costs=None, warmup=None) -> list:
+                options=None, params=None, costs=None, warmup=None, variants=None) -> list:
     """The sweep's grid as ``[(point, RunSpec)]`` in a fixed order: workload, point (the
     product of the varied keys, the first varying slowest), seed, backend.  ``vary``:
     ``[(key, values)]``, ``{key: values}`` or ``["KEY=SPEC"]``; ``options``: {backend: {...}},
     ``params``: {workload: {...}}, ``costs``: the cost model's config (preset and prices), the
     base the varied keys override.  Every point is checked before this returns: a bad value
-    is a ValueError naming its key (or the point, for a combination a workload refuses)."""
+    is a ValueError naming its key (or the point, for a combination a workload refuses).
+    ``variants``: {label: plugin name} of the backends and workloads that are variants
+    (kalloc.variants): ``options`` and ``params`` are then by label, and keys name plugins."""
     backends, workloads = tuple(backends), tuple(workloads)
+    name = plugin_names(variants)
+    plugs_b, plugs_w = (tuple(dict.fromkeys(map(name, ls))) for ls in (backends, workloads))
     if isinstance(vary, dict):
         vary = list(vary.items())
-    pairs = [parse_vary(v, backends, workloads) if isinstance(v, str) else
-             (v[0], parse_values(resolve_key(v[0], backends, workloads), v[1])) for v in vary]
+    pairs = [parse_vary(v, plugs_b, plugs_w) if isinstance(v, str) else
+             (v[0], parse_values(resolve_key(v[0], plugs_b, plugs_w), v[1])) for v in vary]
     if not pairs:
         raise ValueError("sweep needs something to vary")
-    _check_distinct([k for k, _ in pairs], backends, workloads)
-    keys = {name: resolve_key(name, backends, workloads) for name, _ in pairs}
+    _check_distinct([k for k, _ in pairs], plugs_b, plugs_w)
+    keys = {k: resolve_key(k, plugs_b, plugs_w) for k, _ in pairs}
     options, params, costs = options or {}, params or {}, dict(costs or {})
     base = {(b, w): (options.get(b, {}), params.get(w, {})) for b in backends for w in workloads}
-    for name, values in pairs:                       # each value alone: the error names its key
+    for key, values in pairs:                       # each value alone: the error names its key
         for v in values:
             for (b, w), (o, p) in base.items():
-                _check(f"--vary {name}={v!r}", b, w, *_apply({name: v}, keys, b, w, ncpus, o, p, costs))
+                _check(f"--vary {key}={v!r}", name(b), name(w),
+                       *_apply({key: v}, keys, name(b), name(w), ncpus, o, p, costs))
     points = [dict(zip(keys, combo)) for combo in itertools.product(*(vals for _, vals in pairs))]
     out = []
     for w in workloads:
         for point in points:
             for s in seeds:
                 for b in backends:
-                    n, o, p, c = _apply(point, keys, b, w, ncpus, *base[(b, w)], costs)
+                    n, o, p, c = _apply(point, keys, name(b), name(w), ncpus, *base[(b, w)], costs)
                     if len(pairs) > 1 and s == seeds[0]:
-                        _check(f"sweep point {_show(point)}", b, w, n, o, p, c)
-                    out.append((dict(point), RunSpec(b, w, n, s, physmem, arch, o, p, c, warmup)))
+                        _check(f"sweep point {_show(point)}", name(b), name(w), n, o, p, c)
+                    out.append((dict(point), RunSpec(name(b), name(w), n, s, physmem, arch, o, p, c, warmup, b, w)))
     return out
+
+
+def plugin_names(variants: dict | None):
+    """label -> the plugin it runs (a label that is no variant is the plugin's name)."""
+    table = variants or {}
+    return lambda lab: table.get(lab, lab)
 
 
 def _spec_key(spec: RunSpec) -> str:
@@ -447,8 +458,9 @@ def _group(records: list, metric: str) -> dict:
     """{(workload, point as a tuple): {backend: [metric per seed]}} in grid order."""
     groups: dict = {}
     for r in records:
-        cell = groups.setdefault((r["workload"], tuple(r["point"].items())), {})
-        cell.setdefault(r["backend"], []).append(metric_of(r, metric))
+        w, b = labels(r)
+        cell = groups.setdefault((w, tuple(r["point"].items())), {})
+        cell.setdefault(b, []).append(metric_of(r, metric))
     return groups
 
 
@@ -552,7 +564,7 @@ def sweep_table(records: list, keys: list, metric: str, ratio_of: tuple | None) 
     """One row per (workload, point): the metric per backend (mean over seeds, ±stdev), the
     ratio (A/B, or each backend over the first), and the crossover(s) under it."""
     groups = _group(records, metric)
-    backends = list(dict.fromkeys(r["backend"] for r in records))
+    backends = list(dict.fromkeys(labels(r)[1] for r in records))
     several = len({w for w, _ in groups}) > 1
     headers = (["workload"] if several else []) + list(keys) + backends
     if ratio_of:
@@ -607,7 +619,7 @@ def plot_sweep(records: list, keys: list, metric: str, ratio_of: tuple | None, p
     first = keys[0]
     groups = _group(records, metric)
     lines: dict = {}
-    backends = list(dict.fromkeys(r["backend"] for r in records))
+    backends = list(dict.fromkeys(labels(r)[1] for r in records))
     for (w, point), cell in groups.items():
         pt = dict(point)
         rest = ", ".join(f"{k}={v}" for k, v in pt.items() if k != first)
@@ -685,35 +697,37 @@ def _flips(lo, nom, hi) -> bool:
 
 def sensitivity(workload: str, a: str, b: str, ncpus: int = 2, metric: str = DEFAULT_METRIC, *, seeds=(0,),
                 physmem="64M", arch="i386", options=None, params=None, costs=None, warmup=None, ranges=None,
-                jobs: int = 1, executor: str = "local", scheduler=None, progress=None) -> list:
+                jobs: int = 1, executor: str = "local", scheduler=None, progress=None, variants=None) -> list:
     """The one-at-a-time sensitivity of metric(a) / metric(b) to every price of the cost
     model: each price at its RANGES low and high, the others at the configured model's
     (``costs``: preset and prices; the nominal is that model's value).  Returns
     ``[{price, low, nominal, high, value_low, value_nominal, value_high, swing, flips}]``
     sorted by swing = |value_high - value_low|, largest first (ties in RANGES order).
-    ``options``: {backend: {...}}; ``params``: the workload's."""
+    ``options``: {backend: {...}}; ``params``: the workload's; ``variants``: as sweep_specs's
+    (``a``, ``b`` and the keys of ``options`` are then labels)."""
     check_metric(metric)
     spans = price_ranges(ranges)
     costs = dict(costs or {})
     nominal = CostModel.from_config(costs)
     options, params = options or {}, dict(params or {})
+    name = plugin_names(variants)
     for be in (a, b):
-        resolve_options(plugins.backend_class(be), options.get(be, {}))
-    resolve_params(plugins.workload_class(workload), params)
+        resolve_options(plugins.backend_class(name(be)), options.get(be, {}))
+    resolve_params(plugins.workload_class(name(workload)), params)
     models, at = _models(nominal, spans)
-    specs = [RunSpec(be, workload, ncpus, s, physmem, arch, dict(options.get(be, {})), params,
-                     {**costs, **attrs.asdict(m)}, warmup)
+    specs = [RunSpec(name(be), name(workload), ncpus, s, physmem, arch, dict(options.get(be, {})), params,
+                     {**costs, **attrs.asdict(m)}, warmup, be, workload)
              for m in models for s in seeds for be in (a, b)]
     for s in specs[:2]:
-        _check("sensitivity", s.backend, workload, ncpus, s.options, s.params, s.costs)
+        _check("sensitivity", s.backend, s.workload, ncpus, s.options, s.params, s.costs)
     records = run_grid(specs, jobs, progress, executor, scheduler)
     check_records(records, metric)
     per = 2 * len(seeds)
     value = []
     for i in range(len(models)):
         rs = records[i * per:(i + 1) * per]
-        value.append(ratio(_mean([metric_of(r, metric) for r in rs if r["backend"] == a]),
-                           _mean([metric_of(r, metric) for r in rs if r["backend"] == b])))
+        value.append(ratio(_mean([metric_of(r, metric) for r in rs if r["variant"] == a]),
+                           _mean([metric_of(r, metric) for r in rs if r["variant"] == b])))
     rows = []
     for price, (low, high) in spans.items():
         vl, vn, vh = value[at[(price, low)]], value[0], value[at[(price, high)]]
@@ -789,24 +803,27 @@ def _section(args) -> dict:
     return check_section(file.get("sweep", {}))
 
 
-def sweep_command(args, cfg, progress) -> str:
+def sweep_command(args, cfg, progress) -> tuple:
+    """The sweep's records, and its view (kalloc.export.present) without the format."""
+    from kalloc.experiment import untimed
     section = _section(args)
-    pairs = vary_from(args.vary, section, cfg.backends, cfg.workloads)
+    name = plugin_names(cfg.names)
+    pairs = vary_from(args.vary, section, tuple(dict.fromkeys(map(name, cfg.backends))),
+                      tuple(dict.fromkeys(map(name, cfg.workloads))))
     keys = [k for k, _ in pairs]
     metric = check_metric(args.metric or section.get("metric") or DEFAULT_METRIC)
     given = args.ratio or section.get("ratio")
     ratio_of = parse_ratio(given, cfg.backends) if given else None
     seeds = [cfg.seed + i for i in range(cfg.repeat)]
     grid = sweep_specs(pairs, cfg.backends, cfg.workloads, cfg.ncpus[0], seeds, physmem=cfg.physmem,
-                       arch=cfg.arch, options=cfg.options, params=cfg.params, costs=cfg.costs, warmup=cfg.warmup)
-    records = run_sweep(grid, cfg.jobs, progress(len(distinct_specs(grid))), cfg.executor, cfg.scheduler)
-    if not getattr(args, "timing", False):
-        for r in records:
-            r["wall_seconds"] = None
+                       arch=cfg.arch, options=cfg.options, params=cfg.params, costs=cfg.costs, warmup=cfg.warmup,
+                       variants=cfg.names)
+    records = untimed(run_sweep(grid, cfg.jobs, progress(len(distinct_specs(grid))), cfg.executor, cfg.scheduler),
+                      getattr(args, "timing", False))
     check_records(records, metric)
     if cfg.plot:
         plot_sweep(records, keys, metric, ratio_of, cfg.plot)
-    return sweep_output(records, keys, metric, ratio_of, cfg.format)
+    return records, {"command": "sweep", "keys": keys, "metric": metric, "ratio": ratio_of}
 
 
 def sensitivity_command(args, cfg, progress) -> str:
@@ -822,7 +839,8 @@ def sensitivity_command(args, cfg, progress) -> str:
     rows = sensitivity(cfg.workloads[0], a, b, cfg.ncpus[0], metric, seeds=seeds, physmem=cfg.physmem,
                        arch=cfg.arch, options=cfg.options, params=cfg.params_for(cfg.workloads[0]),
                        costs=cfg.costs, warmup=cfg.warmup, ranges=spans, jobs=cfg.jobs, executor=cfg.executor,
-                       scheduler=cfg.scheduler, progress=progress(sensitivity_runs(spans, cfg.costs, len(seeds))))
+                       scheduler=cfg.scheduler, progress=progress(sensitivity_runs(spans, cfg.costs, len(seeds))),
+                       variants=cfg.names)
     if cfg.plot:
         plot_tornado(rows, f"{a}/{b}", metric, cfg.plot)
     return render(rows, cfg.format, lambda rs: tornado_table(rs, f"{a}/{b}", metric))

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kalloc import cli
+from kalloc import cli, experiment
 from kalloc.export import scale_rows, scale_table, to_json
 
 PERF = ("perf 3286 [000] 1588.589790: kmem:kmalloc: call_site={site} ptr=0xffff888102bc56c0 bytes_req=32 "
@@ -26,8 +26,8 @@ def no_work(monkeypatch):
     """Any run or replay started is a failure: the input had to be refused before."""
     def work(*_a, **_k):
         raise AssertionError("work started before the input was checked")
-    monkeypatch.setattr(cli, "run_grid", work)
-    monkeypatch.setattr(cli, "replay_backends", work)
+    monkeypatch.setattr(experiment, "run_grid", work)
+    monkeypatch.setattr(experiment, "replay_backends", work)
 
 
 def refused(capsys, *args, msg: str) -> str:
@@ -119,7 +119,7 @@ def test_an_unreadable_config_file_is_named(capsys, tmp_path):
 def test_a_corrupt_trace_fails_before_the_grid(capsys, monkeypatch, tmp_path):
     path = tmp_path / "t.perf.txt.gz"
     path.write_bytes(gzip.compress(PERF.format(site="f+0x1").encode())[:-12])
-    monkeypatch.setattr(cli, "run_grid", lambda *a, **k: pytest.fail("the grid ran first"))
+    monkeypatch.setattr(experiment, "run_grid", lambda *a, **k: pytest.fail("the grid ran first"))
     refused(capsys, "compare", "--trace", str(path), "--workloads", "tty", msg="corrupt or truncated trace")
 
 
@@ -192,8 +192,8 @@ def test_fuzz_bad_arguments_are_one_line_before_any_work(capsys, monkeypatch, tm
     def work(*_a, **_k):
         started.append(1)
         raise KeyboardInterrupt                  # input accepted: stop here (exit 130)
-    monkeypatch.setattr(cli, "run_grid", work)
-    monkeypatch.setattr(cli, "replay_backends", work)
+    monkeypatch.setattr(experiment, "run_grid", work)
+    monkeypatch.setattr(experiment, "replay_backends", work)
     args = [command] + [x for pair in pairs for x in pair]
     rc = cli.main(args)
     out, err = capsys.readouterr()

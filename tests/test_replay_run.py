@@ -95,12 +95,13 @@ def test_stdin_is_replayed_whole_on_every_backend(tmp_path):
                        input=text, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     (tmp_path / "t.txt").write_text(text)
-    alone = lambda r: {k: v for k, v in r.items() if k not in ("workload", "wall_seconds", "trace")}  # noqa: E731
+    alone = lambda r: {k: v for k, v in r.items() if k not in ("workload", "workload_variant", "wall_seconds", "trace")}  # noqa: E731
     for rec, name in zip(json.loads(p.stdout), names, strict=True):
         file_rec = replay_trace(tmp_path / "t.txt", name, physmem="64M")
         assert rec["backend"] == name and rec["trace"]["events"] == 150
         assert alone(rec) == alone(file_rec)
-        assert {**rec["trace"], "path": None} == {**file_rec["trace"], "path": None}
+        assert rec["trace"]["sha256"] is None                     # standard input cannot be read again
+        assert {**rec["trace"], "path": None, "sha256": None} == {**file_rec["trace"], "path": None, "sha256": None}
 
 
 def test_cli_compare_with_trace_sits_beside_workloads(tmp_path):
@@ -154,7 +155,8 @@ def test_a_panic_stops_both_paths_alike_and_the_trace_is_still_counted():
     assert a["panic"] and "kmem_map too small" in a["panic"]
     assert _same(a, b)
     assert a["trace"] == {**count_trace(path).as_dict(), **{k: a["trace"][k] for k in ("would_sleep",
-                                                                                       "folded_cpu_events", "path")}}
+                                                                                       "folded_cpu_events", "path",
+                                                                                       "sha256")}}
 
 
 def test_one_backend_panicking_leaves_the_others_running():

@@ -115,7 +115,7 @@ def test_sweep_specs_apply_each_kind():
                      "ncpus": 1}
     assert spec == RunSpec("slab", "prodcons", 1, 0, "64M", "i386",
                            {"remote_free": "passive", "zone_cache": 4, "page_policy": "4.8"}, {"objects": 300},
-                           {"lock_handoff": 7, "ipi_send": 100}, 0)
+                           {"lock_handoff": 7, "ipi_send": 100}, 0, "slab", "prodcons")
     km = pairs[1][1]
     assert km.backend == "kmem_map" and km.options == {"page_policy": "4.8"}    # slab.zone_cache is slab's
     assert [s.seed for _, s in pairs[:4]] == [0, 0, 1, 1]                         # backends side by side

@@ -56,6 +56,7 @@ from kalloc.costs import CostModel
 from kalloc.errors import Deadlock, KernelPanic
 from kalloc.harness import RunSpec, Simulator, boot_for, check_warmup, record
 from kalloc.malloc import MAX_CPUS
+from kalloc.provenance import sha256
 from kalloc.replay.parse import TraceParser, open_trace, zstandard
 from kalloc.replay.rules import MALLOC, TraceStats, replay_ops
 
@@ -84,7 +85,8 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="64M", arch="i
                     costs: dict | None = None, seed: int = 0, progress=None,
                     pipeline: bool | None = None, warmup: int = 0) -> list:
     """Replay the trace at ``path`` on several backends in one pass over it: ``runs`` lists
-    (backend name, options or None); returns their records in that order.
+    (backend name, options or None), or (backend name, options, variant label); returns their
+    records in that order.
 
     The trace is read and parsed once (standard input can only be read once) and every
     simulator is fed the same batches of operations, so each record is the one
@@ -109,7 +111,8 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="64M", arch="i
                                  f"(kalloc replay --ncpus N), and events on other CPUs run on cpu % N")
             ncpus = guess
         replays = [_Replay(RunSpec(backend, f"trace:{path}", ncpus, seed, physmem, arch, dict(options or {}), {},
-                                   dict(costs or {}), warmup), model, ts0) for backend, options in runs]
+                                   dict(costs or {}), warmup, *variant), model, ts0)
+                   for backend, options, *variant in runs]
         n = 0
         for batch in source.batches:
             for r in replays:
@@ -127,7 +130,8 @@ def replay_backends(path, runs, ncpus: int | None = None, physmem="64M", arch="i
     finally:
         source.close()
     reading = _time.perf_counter() - t0 - sum(r.seconds for r in replays)
-    return [r.record(counts, path, reading) for r in replays]
+    digest = sha256(path)
+    return [r.record(counts, path, digest, reading) for r in replays]
 
 
 def check_trace(path) -> None:
@@ -171,8 +175,8 @@ class _Replay:
             self.panic = str(e)
         self.seconds += _time.perf_counter() - t
 
-    def record(self, counts: dict, path, reading: float) -> dict:
-        trace = {**counts, **self.extra, "path": str(path)}
+    def record(self, counts: dict, path, digest: str | None, reading: float) -> dict:
+        trace = {**counts, **self.extra, "path": str(path), "sha256": digest}
         return record(self.spec, self.sim, {"params": {}, "trace": trace}, reading + self.seconds, self.panic)
 
 
