@@ -136,6 +136,8 @@ def resolve_options(cls, given: dict) -> dict:
         out["page_policy"] = cls.DEFAULT_PAGE_POLICY
     if "idle_zero" not in given:
         out["idle_zero"] = getattr(cls, "IDLE_ZERO", COMMON_OPTIONS["idle_zero"].default)
+    if "tlb_model" not in given:
+        out["tlb_model"] = getattr(cls, "TLB_MODEL", COMMON_OPTIONS["tlb_model"].default)
     return out
 
 
@@ -181,6 +183,8 @@ class Backend:
     DEFAULT_PAGE_POLICY = "4.8"
     IDLE_ZERO = True              # whether its kernel's idle loop zeroed free pages (4.8: yes)
     ZERO_UNDER_LOCK = True        # whether its M_ZERO bzero runs with the global lock held
+    TLB_MODEL = "2003"            # the default tlb_model: "sync" for a kernel whose allocator
+                                  # memory needs no per-page invalidation IPIs (Linux's direct map)
 
     def __init__(self, kernel, options: dict):
         self.kernel = kernel
