@@ -216,6 +216,8 @@ What a verdict here depends on: the mechanism table below switches each mechanis
 the cell that carries a verdict. How much each verdict depends on the *prices* (the uncertain
 `ipi_*`, `coherence_miss`, `lock_handoff`) is the subject of the sensitivity work still open; the
 ± in the scaling tables is seed variation only.
+Published allocator results (McKusick & Karels 1988, Bonwick 1994, DragonFly 2010) and the slab
+announcement's claims, each beside kalloc's figure, are in [reproductions.md](reproductions.md).
 
 ## The default comparison (`kalloc compare`)
 

@@ -82,6 +82,11 @@ def _warmup_arg(g, default: str) -> None:
                                                  f"measuring starts {default}")
 
 
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metric", metavar="KEY", help="a dotted key of the record (default "
+                   "sim.throughput_ops_per_mcycle; e.g. latency.malloc.p99, memory.peak_growth_bytes)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kalloc", description="Simulate kernel memory allocators and compare them.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -102,6 +107,18 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scale", help="throughput and lock-wait curves over CPU counts")
     _machine_args(s, many=True)
     _workload_args(s, many=True)
+    s = sub.add_parser("sweep", help="vary prices, options, parameters or CPUs over a grid: ratios, crossovers")
+    _machine_args(s, many=True, cpu_lists=False)
+    _workload_args(s, many=True)
+    _sweep_args(s)
+    s.add_argument("--vary", action="append", metavar="KEY=SPEC",
+                   help="cost.PRICE, BACKEND.OPTION, OPTION, WORKLOAD.PARAM, param.PARAM or ncpus, over a,b,c or "
+                        "lo:hi:n (repeat for a product)")
+    s.add_argument("--ratio", metavar="A/B", help="the ratio of the metric of backend A to B's, and where it crosses 1")
+    s = sub.add_parser("sensitivity", help="one price at a time across kalloc.costs.RANGES: a tornado of A/B")
+    _machine_args(s, many=True, cpu_lists=False)
+    _workload_args(s, many=True)
+    _sweep_args(s)
     s = sub.add_parser("replay", help="replay a Linux kmem trace (perf script, ftrace or trace-cmd report text) on backends")
     s.add_argument("trace", metavar="TRACE", help="trace file (.gz/.xz/.zst or plain), or - for stdin")
     _machine_args(s, many=True, cpu_lists=False)
@@ -287,6 +304,16 @@ def cmd_scale(args) -> str:
     return render(rows, cfg.format, scale_table)
 
 
+def cmd_sweep(args) -> str:
+    from kalloc.sweep import sweep_command
+    return sweep_command(args, _config(args, (2,), single=("ncpus",)), _progress)
+
+
+def cmd_sensitivity(args) -> str:
+    from kalloc.sweep import sensitivity_command
+    return sensitivity_command(args, _config(args, (2,), single=("workloads", "ncpus")), _progress)
+
+
 def _progress_lines():
     """Progress of a long trace on stderr (operations read), when it is a terminal."""
     if not sys.stderr.isatty():
@@ -332,6 +359,8 @@ COMMANDS = {
     "compare": cmd_compare,
     "scale": cmd_scale,
     "replay": cmd_replay,
+    "sweep": cmd_sweep,
+    "sensitivity": cmd_sensitivity,
     "scenario": cmd_scenario,
 }
 

@@ -18,7 +18,7 @@ Every command-line option can come from the file; the command line wins.  A file
     [params.net]             # workload parameters
     packets = 2000
 
-    [costs]                  # cycle prices (docs/cost-model.md); preset = "2003" | "modern"
+    [costs]                  # cycle prices (docs/cost-model.md); preset = "2003" | "modern" | "1994"
     ipi_send = 1500
 
     [run]                    # how runs are measured
@@ -43,7 +43,7 @@ from kalloc.workload import resolve_params
 
 TOP_KEYS = {"backend", "backends", "workload", "workloads", "ncpus", "physmem", "seed", "arch",
             "repeat", "jobs", "format", "output", "plot", "trace", "options", "params", "costs",
-            "executor", "scheduler", "run"}
+            "executor", "scheduler", "run", "sweep"}
 RUN_KEYS = {"warmup"}
 FORMATS = ("table", "json", "csv")
 MAX_CONFIG_BYTES = 1 << 20    # a config file is a few lines: anything bigger is a mistake (/dev/zero)
@@ -315,6 +315,9 @@ def build(file: dict, cli: dict, default_ncpus=(1,), single: tuple = ()) -> Conf
         resolve_params(plugins.workload_class(w), params[w])
     CostModel.from_config(costs)
     _trial_boots(backends, options, max(ncpus), physmem, arch)
+    if "sweep" in file:                     # read by `kalloc sweep` and `sensitivity`, checked by all
+        from kalloc.sweep import check_section
+        check_section(file["sweep"])
     return Config(
         backends=backends, workloads=workloads, ncpus=ncpus, physmem=physmem,
         seed=_int(pick("seed", default=0), "seed", 0), arch=arch,

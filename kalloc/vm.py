@@ -229,7 +229,7 @@ class KernelVM:
                             f"not {type(data).__name__}") from None
         phys = self.machine.phys
         off = va & self._mask
-        if off + len(data) <= self._mask + 1:   # within one page, as most writes are: one lookup
+        if 0 < len(data) and off + len(data) <= self._mask + 1:   # within one page, as most are: one lookup
             pfn = self.pmap.get(va >> self._shift)
             if pfn is None:
                 raise PageFault(va)

@@ -183,9 +183,10 @@ _TEXT = st.one_of(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(command=st.sampled_from(["info", "compare", "scale", "backends"]),
        pairs=st.lists(st.tuples(_OPTION, _TEXT), min_size=1, max_size=3))
-def test_fuzz_bad_arguments_are_one_line_before_any_work(capsys, monkeypatch, command, pairs):
+def test_fuzz_bad_arguments_are_one_line_before_any_work(capsys, monkeypatch, tmp_path, command, pairs):
     """Whatever the arguments: exit 0 or 2, and a failure is one escaped line with no
     traceback; no run starts (the grid and replay are stubbed to stop at once)."""
+    monkeypatch.chdir(tmp_path)                  # an accepted --output lands here, not in the repo
     started = []
 
     def work(*_a, **_k):
