@@ -25,9 +25,11 @@ keep the object intact)::
 
 * The *CPU slab* (``c->slab``) is frozen: only its CPU allocates from it.  Its free objects
   are in ``c->freelist``, taken and given back with ``this_cpu_cmpxchg_double`` on the CPU's
-  own line (no lock prefix, no interrupts off): ``crit_sections``.  Frees by other CPUs go to
-  the slab's own ``slab->freelist`` with a locked ``cmpxchg_double`` on ``struct slab``, a line
-  the owner's next refill reads: ``remote_cas`` and a shared-line touch.  No IPI.
+  own line (no lock prefix, no interrupts off): ``crit_sections``.  Other frees go to the
+  slab's own ``slab->freelist`` with a ``cmpxchg_double`` on ``struct slab``: ``remote_cas``
+  when another CPU wrote that line last (kalloc.coherence ``take``: the move is in the
+  price), else one more ``crit_sections``; the owner's next refill reads the line back, a
+  coherence miss.  No IPI.
 * When ``c->freelist`` runs dry, ``___slab_alloc`` (under the per-CPU ``local_lock``: one more
   ``crit_sections``) takes ``slab->freelist`` (the remote frees) with ``get_freelist``; an empty
   one unfreezes the slab, which is then on no list at all (SLUB keeps no full list).  Next come
@@ -47,13 +49,14 @@ keep the object intact)::
 Simplifications (docs/slub.md): one NUMA node; no KASAN, KFENCE, slub_debug checks at run
 time (debug flags change the geometry as the kernel computes it, the paths stay the
 non-debug ones without per-CPU partial slabs); memcg charged to the malloc type, not
-enforced; freelists are out of band (Python lists; the free pointer is not written into the
-object), in address order (no CONFIG_SLAB_FREELIST_RANDOM); every cache's ``list_lock`` is
-the one global lock of kalloc's harness; the page allocator's per-CPU lists take no lock.
-Slab pages are mapped into the kernel map without invalidation IPIs when freed (Linux's
-direct map), hence ``TLB_MODEL = "sync"``.  Sheaves (6.18's per-CPU object arrays) are
-computed for the geometry (``sheaf_capacity``) but not simulated: option ``sheaves`` is
-refused until they are.
+enforced, and no malloc_type line is shared (Linux keeps no per-type counters); freelists
+are out of band (Python lists; the free pointer is not written into the object), in
+address order (no CONFIG_SLAB_FREELIST_RANDOM); every cache's ``list_lock`` is the one
+global lock of kalloc's harness (its line's move is the harness's ``lock_handoff``); the
+page allocator's per-CPU lists take no lock.  Slab pages are mapped into the kernel map
+without invalidation IPIs when freed (Linux's direct map), hence ``TLB_MODEL = "sync"``.
+Sheaves (6.18's per-CPU object arrays) are computed for the geometry (``sheaf_capacity``)
+but not simulated: option ``sheaves`` is refused until they are.
 """
 
 from __future__ import annotations
@@ -454,6 +457,7 @@ class SlubBackend(Backend):
         self.min_objects = options["slub_min_objects"]
         self.use_cpu_partial = options["cpu_partial"]
         self.touch = m.lines.touch if m.ncpus > 1 and options["coherence"] else None
+        self.take = m.lines.take if self.touch is not None else None
         self.live: dict = {}               # addr -> MallocType, the always-on check
         self.page_slab: dict = {}          # page number -> Slab (every page of every slab)
         self.large: dict = {}              # addr -> order of a kmalloc_large block
@@ -600,8 +604,6 @@ class SlubBackend(Backend):
             return None
         self.lock_acquires += 1                  # spin_lock_irqsave(&n->list_lock)
         self.list_lock_takes += 1
-        if self.touch is not None:
-            self.touch(("list_lock", s.name), cpu)
         first = None
         taken = 0
         limit = s.geo.cpu_partial_slabs
@@ -730,9 +732,10 @@ class SlubBackend(Backend):
     def _slab_free(self, s: SlubCache, slab: Slab, addr: int, cpu: int) -> None:
         """__slab_free: cmpxchg_double on the slab's freelist and counters; list work only
         when the slab was full or becomes empty and is not frozen."""
-        self.remote_cas += 1                     # a locked cmpxchg16b on struct slab
-        if self.touch is not None:
-            self.touch(slab, cpu)
+        if self.take is not None and self.take(slab, cpu):
+            self.remote_cas += 1                 # cmpxchg16b on struct slab, a line another CPU wrote
+        else:
+            self.crit_sections += 1              # the same on the CPU's own line (no lock prefix on UP)
         prior = bool(slab.freelist)
         slab.freelist.append(addr)
         slab.inuse -= 1
@@ -749,8 +752,6 @@ class SlubBackend(Backend):
             return None
         self.lock_acquires += 1                  # n->list_lock
         self.list_lock_takes += 1
-        if self.touch is not None:
-            self.touch(("list_lock", s.name), cpu)
         on_node = slab.where == NODE_PARTIAL
         if prior and not on_node:                # on some CPU's partial list: leave it there
             return None
@@ -784,8 +785,6 @@ class SlubBackend(Backend):
         wholly free while the node holds min_partial, back to the page allocator."""
         self.lock_acquires += 1
         self.list_lock_takes += 1
-        if self.touch is not None:
-            self.touch(("list_lock", s.name), cpu)
         discard = []
         for slab in slabs:
             slab.where, slab.cpu = NOWHERE, -1
