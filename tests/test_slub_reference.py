@@ -175,3 +175,17 @@ def test_kmalloc_caches_booted_match_the_snapshot():
                                     "min_partial")} == {k: r[k] for k in ("object_size", "slab_size",
                                                                           "objs_per_slab", "order",
                                                                           "cpu_partial", "min_partial")}, row
+
+
+def test_slabinfo_lists_the_kmalloc_caches_as_the_kernel_does():
+    """create_kmalloc_caches makes 96 and 192 before the powers of two, kind after kind;
+    /proc/slabinfo prints the newest first, in slabinfo_show's columns."""
+    text = kalloc.boot("slub", ncpus=NCPUS).backend.slabinfo()
+    ours = [line.split()[0] for line in text.splitlines()[2:]]
+    real = [line.split()[0] for line in SNAPSHOT["slabinfo"].splitlines()[2:]
+            if re.match(r"(dma-)?kmalloc-", line)]
+    assert ours == real
+    assert text.splitlines()[:2] == SNAPSHOT["slabinfo"].splitlines()[:2]
+    row = next(line for line in text.splitlines() if line.startswith("kmalloc-192 "))
+    real_row = next(line for line in SNAPSHOT["slabinfo"].splitlines() if line.startswith("kmalloc-192 "))
+    assert len(row) == len(real_row) and row.split()[3:6] == real_row.split()[3:6]

@@ -468,7 +468,7 @@ class SlubBackend(Backend):
         # kmalloc_caches[kind][index], made at boot (create_kmalloc_caches)
         self.kmalloc_caches = [[None] * (KMALLOC_SHIFT_HIGH + 1) for _ in KMALLOC_KINDS]
         for kind in range(len(KMALLOC_KINDS)):
-            for index in (*range(KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH + 1), 1, 2):   # 96, 192 last
+            for index in (1, 2, *range(KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH + 1)):   # 96, 192 first
                 size = kmalloc_cache_size(index)
                 self.kmalloc_caches[kind][index] = self.create_cache(
                     kmalloc_cache_name(kind, size), size, 0, SLAB_KMALLOC | _KIND_FLAGS[kind], kind=kind)
@@ -911,8 +911,8 @@ class SlubBackend(Backend):
             "cpu_partial_slabs": sum(len(c.partial) for s in self.caches for c in s.cpus)}}
 
     def info_tables(self) -> list:
-        """For ``kalloc info``: /proc/slabinfo (its text as one table column), then the geometry."""
-        return [("/proc/slabinfo", [{"slabinfo - version: 2.1": line} for line in self.slabinfo().splitlines()[1:]]),
+        """For ``kalloc info``: /proc/slabinfo as the kernel prints it, then the geometry."""
+        return [("/proc/slabinfo", self.slabinfo()),
                 ("slub", [self.extra_stats()["slub"]])]
 
 
