@@ -167,7 +167,7 @@ def test_kmalloc_caches_booted_match_the_snapshot():
     """The caches slub boots with (create_kmalloc_caches) are the snapshot's, field by field."""
     be = kalloc.boot("slub", ncpus=NCPUS).backend
     snap = SNAPSHOT["caches"]
-    rows = [be.cache_row(s) for kind in be.kmalloc_caches for s in kind if s is not None]
+    rows = [be.kmem_cache_row(s) for kind in be.kmalloc_caches for s in kind if s is not None]
     assert len(rows) == 4 * 13
     for row in rows:
         r = snap[row["name"]]

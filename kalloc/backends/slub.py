@@ -65,6 +65,7 @@ import attrs
 from attrs import define, field, frozen
 
 from kalloc.backends.base import Backend, Option, bad_free, check_args
+from kalloc.cache import CONFIG, SLAB, Cache, cache_misuse, check_cache
 from kalloc.errors import Deadlock, KernelPanic
 from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, MallocFlags, flag_names
 from kalloc.hookspecs import hookimpl
@@ -88,32 +89,7 @@ L1_CACHE_BYTES = 64                       # cache_line_size() on x86
 TRACK_SIZE = 32                           # sizeof(struct track) with CONFIG_STACKDEPOT (64-bit)
 ZERO_SIZE_PTR = 16
 
-# include/linux/slab.h: enum _slab_flag_bits; the bit of each flag depends on the config.
-# kalloc's config is a distribution's x86_64 one: CONFIG_MEMCG, CONFIG_KFENCE, CONFIG_ZONE_DMA
-# on; CONFIG_DEBUG_OBJECTS, CONFIG_FAILSLAB, CONFIG_KASAN_GENERIC, CONFIG_SLUB_TINY off.
-CONFIG = {"DEBUG_OBJECTS": False, "FAILSLAB": False, "MEMCG": True, "KASAN_GENERIC": False,
-          "KFENCE": True, "SLUB_TINY": False, "ZONE_DMA": True}
-_FLAG_BITS = (("CONSISTENCY_CHECKS", None), ("RED_ZONE", None), ("POISON", None), ("KMALLOC", None),
-              ("HWCACHE_ALIGN", None), ("CACHE_DMA", None), ("CACHE_DMA32", None), ("STORE_USER", None),
-              ("PANIC", None), ("TYPESAFE_BY_RCU", None), ("TRACE", None), ("DEBUG_OBJECTS", "DEBUG_OBJECTS"),
-              ("NOLEAKTRACE", None), ("NO_MERGE", None), ("FAILSLAB", "FAILSLAB"), ("ACCOUNT", "MEMCG"),
-              ("KASAN", "KASAN_GENERIC"), ("NO_USER_FLAGS", None), ("SKIP_KFENCE", "KFENCE"),
-              ("RECLAIM_ACCOUNT", "!SLUB_TINY"), ("OBJECT_POISON", None), ("CMPXCHG_DOUBLE", None),
-              ("NO_OBJ_EXT", None))
-
-
-def slab_flag_values(config: dict = CONFIG) -> dict:
-    """SLAB_* name -> value: the enum's bits in order, configured-out ones skipped (a flag
-    that is configured out is 0, as the kernel's __SLAB_FLAG_UNUSED)."""
-    out, bit = {}, 0
-    for name, needs in _FLAG_BITS:
-        on = needs is None or (not config[needs[1:]] if needs.startswith("!") else config[needs])
-        out["SLAB_" + name] = 1 << bit if on else 0
-        bit += on
-    return out
-
-
-SLAB = slab_flag_values()
+# The SLAB_* flags of 6.18 for kalloc's config (kalloc.cache computes them from the enum).
 SLAB_CONSISTENCY_CHECKS = SLAB["SLAB_CONSISTENCY_CHECKS"]
 SLAB_RED_ZONE = SLAB["SLAB_RED_ZONE"]
 SLAB_POISON = SLAB["SLAB_POISON"]
@@ -413,8 +389,9 @@ class SlubCache:
     nr_slabs: int = 0
     total_objects: int = 0
     allocated: int = 0                    # objects handed out and not freed
-    refcount: int = 1
-    aliases: list = field(factory=list)
+    refcount: int = 1                     # kmem_cache_create calls it serves (merging)
+    aliases: list = field(factory=list)   # the names merged into it (find_mergeable)
+    ctor: object = None                   # ctor(kernel, addr), run by setup_object
 
     @property
     def size(self) -> int:
@@ -436,6 +413,7 @@ class SlubBackend(Backend):
         "slub_min_objects": Option(0, "objects per slab wanted (slab_min_objects=; 0: 4 * (fls(ncpus) + 1))",
                                    maximum=MAX_OBJS_PER_PAGE),
         "cpu_partial": Option(True, "per-CPU partial slabs (CONFIG_SLUB_CPU_PARTIAL)"),
+        "merge": Option(True, "merge compatible caches (find_mergeable); false: slab_nomerge"),
         "sheaves": Option(False, "6.18's per-CPU sheaves for caches created with sheaf_capacity "
                                  "(not simulated yet: true is refused)"),
     }
@@ -456,6 +434,7 @@ class SlubBackend(Backend):
         self.min_order = options["slub_min_order"]
         self.min_objects = options["slub_min_objects"]
         self.use_cpu_partial = options["cpu_partial"]
+        self.merge = options["merge"]
         self.touch = m.lines.touch if m.ncpus > 1 and options["coherence"] else None
         self.take = m.lines.take if self.touch is not None else None
         self.live: dict = {}               # addr -> MallocType, the always-on check
@@ -483,9 +462,27 @@ class SlubBackend(Backend):
                               self.max_order, self.min_objects, self.min_order, sheaf_capacity)
         if not self.use_cpu_partial:             # CONFIG_SLUB_CPU_PARTIAL=n
             geo = attrs.evolve(geo, cpu_partial=0, cpu_partial_slabs=0)
-        c = SlubCache(name, geo, kind, [KmemCacheCpu() for _ in range(self.ncpus)])
+        c = SlubCache(name, geo, kind, [KmemCacheCpu() for _ in range(self.ncpus)], ctor=ctor)
         self.caches.append(c)
         return c
+
+    def find_mergeable(self, size: int, align: int, flags: int, ctor) -> SlubCache | None:
+        """slab_common.c find_mergeable: the oldest cache that is mergeable (no never-merge
+        flag, no ctor; kalloc's caches have no usersize), as large, with the same
+        SLAB_MERGE_SAME flags, aligned for ``align`` and less than a word larger."""
+        if not self.merge or ctor is not None or flags & SLAB_NEVER_MERGE:
+            return None
+        size = align_up(size, self.ptr)
+        align = calculate_alignment(flags, align, size, self.ptr)
+        size = align_up(size, align)
+        for s in self.caches:                    # list_for_each_entry_reverse: oldest first
+            g = s.geo
+            if (g.flags & SLAB_NEVER_MERGE or s.ctor is not None or size > g.size
+                    or flags & SLAB_MERGE_SAME != g.flags & SLAB_MERGE_SAME
+                    or g.size & ~(align - 1) != g.size or g.size - size >= self.ptr):
+                continue
+            return s
+        return None
 
     # --- malloc ---------------------------------------------------------------------------------
     def malloc(self, size, mtype, flags=2, cpu=0):
@@ -509,18 +506,36 @@ class SlubBackend(Backend):
             raise TypeError(f"malloc_gfp: gfp must be a non-negative int, not {gfp!r}")
         return self._kmalloc_node(size, mtype, f, cpu, kmalloc_type(gfp))
 
-    def _kmalloc_node(self, size: int, mtype, f: int, cpu: int, kind: int):
+    def _charge(self, size: int, mtype, f: int, cpu: int) -> bool:
+        """The type's call, and kalloc's type limit (Linux has none; memcg's is counted, not
+        enforced): False when a call that may fail fails, a sleep otherwise."""
         try:
             if mtype._k is not self.kernel:
                 self.kernel.bind_type(mtype)
         except AttributeError:
             self.kernel.bind_type(mtype)
         mtype.calls += 1
-        if mtype.memuse >= mtype.limit:          # kalloc's type limit (Linux has none; memcg's is
-            if f & MAY_FAIL:                     # counted, not enforced)
-                return None
+        if mtype.memuse >= mtype.limit:
+            if f & MAY_FAIL:
+                return False
             raise Deadlock(f"kmalloc({size}, '{mtype.name}', {flag_names(f)}) on cpu {cpu} sleeps on "
                            f"'{mtype.name}': malloc limit {mtype.limit} reached", mtype)
+        return True
+
+    def _hand_out(self, va: int, owner, mtype, n: int) -> int:
+        """The object is live: the always-on check's entry (its MallocType, or its Cache) and
+        the type's counters."""
+        self.live[va] = owner
+        mtype.inuse += 1
+        memuse = mtype.memuse + n
+        mtype.memuse = memuse
+        if memuse > mtype.maxused:
+            mtype.maxused = memuse
+        return va
+
+    def _kmalloc_node(self, size: int, mtype, f: int, cpu: int, kind: int):
+        if not self._charge(size, mtype, f, cpu):
+            return None
         if size == 0:
             return ZERO_SIZE_PTR                 # no memory, no counters but calls
         if size > KMALLOC_MAX_CACHE_SIZE:
@@ -532,13 +547,7 @@ class SlubBackend(Backend):
         n = s.geo.size
         if f & ZERO:
             self.vm.zero(va, n)                  # slab_post_alloc_hook's memset (__GFP_ZERO)
-        self.live[va] = mtype
-        mtype.inuse += 1
-        memuse = mtype.memuse + n
-        mtype.memuse = memuse
-        if memuse > mtype.maxused:
-            mtype.maxused = memuse
-        return va
+        return self._hand_out(va, mtype, mtype, n)
 
     def _slab_alloc(self, s: SlubCache, f: int, cpu: int, size, mtype):
         """slab_alloc_node: the lockless fast path, else ___slab_alloc."""
@@ -584,6 +593,8 @@ class SlubBackend(Backend):
             slab = self._new_slab(s, f, cpu, size, mtype)
             if slab is None:
                 return None
+        if self.touch is not None:
+            self.touch(slab, cpu)                # freeze_slab / new_slab write struct slab
         c.slab = slab
         slab.frozen = cpu
         return self._load(c, slab)
@@ -643,6 +654,9 @@ class SlubBackend(Backend):
         ps = self.page_slab
         for pg in range(va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + (1 << order)):
             ps[pg] = slab
+        if s.ctor is not None:                   # setup_object: every object, once
+            for obj in range(va, va + objects * sz, sz):
+                s.ctor(self.kernel, obj)
         s.nr_slabs += 1
         s.total_objects += objects
         self.slabs_allocated += 1
@@ -719,8 +733,12 @@ class SlubBackend(Backend):
             self._free_pages(addr, order)
             self.large_freed.add(addr)
             return None
+        mtype.memuse -= slab.cache.geo.size
+        return self._free_object(slab, addr, cpu)
+
+    def _free_object(self, slab: Slab, addr: int, cpu: int) -> None:
+        """do_slab_free: the CPU slab's lockless freelist, else __slab_free."""
         s = slab.cache
-        mtype.memuse -= s.geo.size
         s.allocated -= 1
         c = s.cpus[cpu]
         if slab is c.slab:                       # do_slab_free's fast path
@@ -856,6 +874,85 @@ class SlubBackend(Backend):
             return rel % slab.cache.geo.size == 0 and addr < slab.fresh
         return addr in self.large_freed and not self.vm.kernel_map.is_allocated(addr, PAGE_SIZE)
 
+    # --- object caches (kalloc.cache), natively -----------------------------------------------
+    def cache_init(self, cache) -> None:
+        """__kmem_cache_create_args: an alias of a mergeable cache (__kmem_cache_alias grows
+        its object_size), else a new kmem_cache by calculate_sizes."""
+        s = self.find_mergeable(cache.object_size, cache.align, cache.flags, cache.ctor)
+        if s is not None:
+            s.refcount += 1
+            s.aliases.append(cache.name)
+            g = s.geo
+            s.geo = attrs.evolve(g, object_size=max(g.object_size, cache.object_size),
+                                 inuse=max(g.inuse, align_up(cache.object_size, self.ptr)))
+        else:
+            s = self.create_cache(cache.name, cache.object_size, cache.align, cache.flags, cache.ctor)
+        cache.impl = s
+
+    def cache_alloc(self, cache, flags=2, cpu=0):
+        """kmem_cache_alloc (PER-CPU): slab_alloc_node on the cache's kmem_cache; __GFP_ZERO
+        clears object_size bytes (slab_post_alloc_hook)."""
+        f = FLAG_INT.get(flags, -1) if flags.__class__ is int or flags.__class__ is MallocFlags else -1
+        if f < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            _, f = check_args(0, flags, cpu, self.ncpus, "cache_alloc")
+        if cache.__class__ is not Cache or cache.destroyed or cache.kernel is not self.kernel:
+            check_cache(self.kernel, cache, "cache_alloc")
+        mtype = cache.mtype
+        s = cache.impl
+        if not self._charge(cache.object_size, mtype, f, cpu):
+            return None
+        va = self._slab_alloc(s, f, cpu, cache.object_size, mtype)
+        if va is None:
+            return None
+        if f & ZERO:
+            self.vm.zero(va, cache.object_size)
+        cache.live.add(va)
+        return self._hand_out(va, cache, mtype, s.geo.size)
+
+    def cache_free(self, cache, addr, cpu=0) -> None:
+        """kmem_cache_free (PER-CPU, no IPI): cache_from_obj's check, then do_slab_free."""
+        if cache.__class__ is not Cache or cache.destroyed or cache.kernel is not self.kernel:
+            check_cache(self.kernel, cache, "cache_free")
+        live = self.live
+        if addr.__class__ is not int or live.get(addr) is not cache:
+            raise cache_misuse(self.kernel, cache, addr, live)
+        if cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            check_args(0, 2, cpu, self.ncpus, "cache_free")
+        del live[addr]
+        cache.live.remove(addr)
+        slab = self.page_slab[addr >> PAGE_SHIFT]
+        mtype = cache.mtype
+        mtype.inuse -= 1
+        mtype.memuse -= slab.cache.geo.size
+        self._free_object(slab, addr, cpu)
+
+    def cache_was_object(self, cache, addr: int) -> bool:
+        slab = self.page_slab.get(addr >> PAGE_SHIFT)
+        return slab is not None and slab.cache is cache.impl and self.was_chunk(addr)
+
+    def cache_fini(self, cache) -> None:
+        """kmem_cache_destroy: one reference less; the last one flushes the CPU slabs and
+        partial lists (flush_all, __kmem_cache_shutdown) and frees every slab."""
+        s = cache.impl
+        s.refcount -= 1
+        if cache.name in s.aliases:
+            s.aliases.remove(cache.name)
+        if s.refcount:
+            return
+        slabs = list(s.partial)
+        s.partial.clear()
+        for c in s.cpus:
+            slabs += c.partial
+            if c.slab is not None:
+                slabs.append(c.slab)
+            c.freelist, c.slab, c.partial = [], None, []
+        for slab in slabs:
+            self._discard_slab(s, slab)
+        self.caches.remove(s)
+
+    def cache_row(self, cache) -> dict:
+        return {**self.kmem_cache_row(cache.impl), "name": cache.name}
+
     # --- reports --------------------------------------------------------------------------------
     def slabinfo_rows(self) -> list:
         """/proc/slabinfo's fields per cache (get_slabinfo: active_objs counts everything
@@ -880,12 +977,15 @@ class SlubBackend(Backend):
                        f"{r['active_slabs']:6} {r['num_slabs']:6} {0:6}")
         return "\n".join(out)
 
-    def cache_row(self, s: SlubCache) -> dict:
+    @staticmethod
+    def kmem_cache_row(s: SlubCache) -> dict:
+        """/sys/kernel/slab's view of one kmem_cache (an alias shows its merged cache's)."""
         g = s.geo
         return {"name": s.name, "object_size": g.object_size, "slab_size": g.size, "align": g.align,
                 "objs_per_slab": g.objects, "order": g.order, "active_objs": s.allocated,
                 "num_objs": s.total_objects, "active_slabs": s.nr_slabs, "num_slabs": s.nr_slabs,
-                "cpu_partial": g.cpu_partial, "min_partial": g.min_partial, "sheaf_capacity": g.sheaf_capacity}
+                "cpu_partial": g.cpu_partial, "min_partial": g.min_partial, "sheaf_capacity": g.sheaf_capacity,
+                "aliases": len(s.aliases)}
 
     def classes(self) -> list:
         """The kmalloc caches, kind by kind, in the class row shape (plus name and kind)."""
