@@ -22,7 +22,11 @@ the order threads run in.
 Operations (plain tuples: the harness dispatches on the first element):
 
     malloc(size, type, flags=M_WAITOK) -> handle | None
-    free(handle)
+    cache_alloc(cache, size, flags=M_WAITOK, align=0, cache_flags=0) -> handle | None
+                                                             (an object of the kernel's cache
+                                                              of that name, created on first use
+                                                              with size, align and SLAB_* flags)
+    free(handle)                                             (malloc'd or a cache's object)
     realloc(handle, size, flags=M_WAITOK) -> handle | None   (the old handle is consumed)
     write(handle, data)                                      (bytes into the allocation)
     read(handle, n) -> bytes
@@ -52,7 +56,7 @@ from collections import deque
 from kalloc.errors import expected
 from kalloc.flags import plain_flags
 
-MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL, IDLE = range(10)
+MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL, IDLE, CACHE_ALLOC = range(11)
 
 
 def _flags(flags) -> int:
@@ -61,6 +65,10 @@ def _flags(flags) -> int:
 
 def malloc(size: int, type_name: str, flags=0x2) -> tuple:
     return (MALLOC, size, type_name, _flags(flags))
+
+
+def cache_alloc(cache: str, size: int, flags=0x2, align: int = 0, cache_flags: int = 0) -> tuple:
+    return (CACHE_ALLOC, cache, size, _flags(flags), align, cache_flags)
 
 
 def free(handle) -> tuple:

@@ -585,10 +585,12 @@ class KmemMapBackend(Backend):
     # --- reports ---------------------------------------------------------------------------------
     # --- object caches (kalloc.cache): FreeBSD 4.8's vm_zone ----------------------------------
     def cache_init(self, cache) -> None:
-        """zinit(name, size rounded up to the alignment): zsize, a multiple of 32 and of the
-        alignment, keeps every item aligned, items being cut from page-aligned refills."""
+        """zinit(name, size rounded up to the alignment, 0, 0, zalloc): zsize, a multiple of
+        32 and of the alignment, keeps every item aligned, items being cut from page-aligned
+        refills of ``zalloc`` pages, as many as one item needs (4.8's callers chose zalloc)."""
         a = cache.align or 1
-        z = zinit(self.kernel, cache.name, (cache.object_size + a - 1) // a * a)
+        size = (cache.object_size + a - 1) // a * a
+        z = zinit(self.kernel, cache.name, size, zalloc=-(-size // PAGE_SIZE))
         if z is None:
             raise KernelPanic(f"zinit({cache.name!r}) failed: no memory for the zone header")
         cache.impl = z
