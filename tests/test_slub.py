@@ -12,6 +12,7 @@ import pytest
 import kalloc
 from kalloc import M_NOWAIT, M_WAITOK, M_ZERO, MallocType
 from kalloc.backends import slub as S
+from kalloc.backends.slub import MAX_FULL_SHEAVES
 from kalloc.harness import RunSpec, run_one
 from kalloc_compat import linux as lx
 
@@ -143,6 +144,69 @@ def test_cache_objects_are_not_kfreed():
     assert "obj " in be.slabinfo()
 
 
+def test_sheaves_main_spare_and_barn():
+    """6.18's sheaves: allocations pop the CPU's main sheaf (refilled from the slabs 32 at a
+    time), frees push the freeing CPU's (no remote cmpxchg), full sheaves go to the barn under
+    its lock, and beyond MAX_FULL_SHEAVES the frees reach the slabs again."""
+    k, be, t = boot(sheaves=32)
+    c = k.cache_create("vm_area_struct", 192)
+    s = c.impl
+    twin = k.cache_create("twin", 192)
+    assert s.geo.sheaf_capacity == 32 and twin.impl is not s   # caches with sheaves are not merged
+    k.cache_destroy(twin)
+    objs = [k.cache_alloc(c, cpu=0) for _ in range(64)]
+    assert be.lock_acquires == 0 and len(s.pcs[0].main.objects) == 0
+    before = be.counters()
+    x = k.cache_alloc(c, cpu=0)                  # the spare is empty too: a refill of 32
+    assert be.crit_sections - before["crit_sections"] >= 32 and len(s.pcs[0].main.objects) == 31
+    k.cache_free(c, x, cpu=0)
+    objs += [k.cache_alloc(c, cpu=0) for _ in range(32 * 14)]
+    cas = be.remote_cas
+    for a in objs[:64 + 32 * 10]:                # spare, ten barn sheaves and main on cpu 1
+        k.cache_free(c, a, cpu=1)
+    assert be.remote_cas == cas and len(s.barn_full) == MAX_FULL_SHEAVES
+    assert len(s.pcs[1].main.objects) == len(s.pcs[1].spare.objects) == 32
+    k.cache_free(c, objs[64 + 32 * 10], cpu=1)   # the barn is full: the spare is flushed
+    assert be.remote_cas > cas and len(s.pcs[1].main.objects) == 1
+    for a in objs[64 + 32 * 10 + 1:]:
+        k.cache_free(c, a, cpu=1)
+    assert len(s.barn_full) == MAX_FULL_SHEAVES
+    got = [k.cache_alloc(c, cpu=1) for _ in range(64)]
+    assert set(got) <= set(objs)                 # cpu 1 reuses what it freed
+    locks = be.lock_acquires
+    got += [k.cache_alloc(c, cpu=1) for _ in range(32)]
+    assert be.lock_acquires == locks + 1 and len(s.barn_full) == MAX_FULL_SHEAVES - 1   # a full one taken
+    for a in got:
+        k.cache_free(c, a, cpu=0)
+    with pytest.raises(kalloc.DoubleFree):
+        k.cache_free(c, got[0], cpu=0)
+    k.cache_destroy(c)
+    assert k.types["slab_sheaf"].inuse == 0 and all(sl.cache is not s for sl in be.page_slab.values())
+
+
+def test_sheaves_random_use_keeps_objects_apart():
+    import random
+    rng = random.Random(5)
+    k, be, t = boot(sheaves=8)
+    c = k.cache_create("obj", 100)
+    live = {}
+    for _ in range(3000):
+        if live and rng.random() < 0.48:
+            a = rng.choice(sorted(live))
+            assert k.read(a, 4) == live.pop(a)
+            k.cache_free(c, a, cpu=rng.randrange(2))
+        else:
+            a = k.cache_alloc(c, cpu=rng.randrange(2))
+            assert a not in live
+            tag = a.to_bytes(4, "little")
+            k.write(a, tag)
+            live[a] = tag
+    assert len(c.live) == len(live) == k.types["obj"].inuse
+    for a in list(live):
+        k.cache_free(c, a)
+    k.cache_destroy(c)
+
+
 def test_same_seed_same_json():
     spec = RunSpec("slub", "fs", 2, 7, "64M", "i386", {}, {"cache": 200, "turnover": 300}, {}, 0)
     one, two = (json.dumps({**run_one(spec), "wall_seconds": None}, sort_keys=True) for _ in range(2))
@@ -151,7 +215,7 @@ def test_same_seed_same_json():
 
 def test_options_checked():
     with pytest.raises(ValueError, match="sheaves"):
-        kalloc.boot("slub", sheaves=True)
+        kalloc.boot("slub", sheaves=-1)
     with pytest.raises(ValueError, match="slub_min_order"):
         kalloc.boot("slub", slub_min_order=4, slub_max_order=2)
     k = kalloc.boot("slub", ncpus=2, slub_max_order=0)

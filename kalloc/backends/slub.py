@@ -55,8 +55,10 @@ address order (no CONFIG_SLAB_FREELIST_RANDOM); every cache's ``list_lock`` is t
 global lock of kalloc's harness (its line's move is the harness's ``lock_handoff``); the
 page allocator's per-CPU lists take no lock.  Slab pages are mapped into the kernel map
 without invalidation IPIs when freed (Linux's direct map), hence ``TLB_MODEL = "sync"``.
-Sheaves (6.18's per-CPU object arrays) are computed for the geometry (``sheaf_capacity``)
-but not simulated: option ``sheaves`` is refused until they are.
+Sheaves (6.18's opt-in per-CPU arrays of free objects in front of the CPU slab, option
+``sheaves``: the sheaf_capacity of the caches cache_create makes) follow alloc_from_pcs and
+free_to_pcs with the main and spare sheaves and the node's barn; their refill and flush take
+the slab paths one object at a time, where the kernel's bulk calls batch them.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ from attrs import define, field, frozen
 from kalloc.backends.base import Backend, Option, bad_free, check_args
 from kalloc.cache import CONFIG, SLAB, Cache, cache_misuse, check_cache
 from kalloc.errors import Deadlock, KernelPanic
-from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, MallocFlags, flag_names
+from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, NULLOK, USE_RESERVE, ZERO, MallocFlags, flag_names
 from kalloc.hookspecs import hookimpl
 from kalloc.machine import VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
 
@@ -88,6 +90,8 @@ MAX_PARTIAL = 10
 L1_CACHE_BYTES = 64                       # cache_line_size() on x86
 TRACK_SIZE = 32                           # sizeof(struct track) with CONFIG_STACKDEPOT (64-bit)
 ZERO_SIZE_PTR = 16
+MAX_FULL_SHEAVES = 10                     # a barn's full sheaves before frees go to the slabs
+SHEAF_HEADER = 32                         # struct slab_sheaf before objects[]: rcu_head, cache, size, node
 
 # The SLAB_* flags of 6.18 for kalloc's config (kalloc.cache computes them from the enum).
 SLAB_CONSISTENCY_CHECKS = SLAB["SLAB_CONSISTENCY_CHECKS"]
@@ -378,6 +382,23 @@ class KmemCacheCpu:
 
 
 @define(slots=True, eq=False)
+class Sheaf:
+    """struct slab_sheaf: up to sheaf_capacity free objects (the end of the list is the top)
+    in memory of its own, kmalloc'd (``va``)."""
+
+    va: int
+    objects: list = field(factory=list)
+
+
+@define(slots=True, eq=False)
+class PercpuSheaves:
+    """struct slub_percpu_sheaves: the main sheaf allocations pop and frees push, and a spare."""
+
+    main: Sheaf
+    spare: Sheaf | None = None
+
+
+@define(slots=True, eq=False)
 class SlubCache:
     """struct kmem_cache with its node (kmem_cache_node) and per-CPU parts."""
 
@@ -392,6 +413,9 @@ class SlubCache:
     refcount: int = 1                     # kmem_cache_create calls it serves (merging)
     aliases: list = field(factory=list)   # the names merged into it (find_mergeable)
     ctor: object = None                   # ctor(kernel, addr), run by setup_object
+    pcs: list | None = None               # cpu_sheaves (per CPU PercpuSheaves), None without sheaves
+    barn_full: list = field(factory=list)  # the node's barn: full and empty sheaves (end = head)
+    barn_empty: list = field(factory=list)
 
     @property
     def size(self) -> int:
@@ -414,15 +438,12 @@ class SlubBackend(Backend):
                                    maximum=MAX_OBJS_PER_PAGE),
         "cpu_partial": Option(True, "per-CPU partial slabs (CONFIG_SLUB_CPU_PARTIAL)"),
         "merge": Option(True, "merge compatible caches (find_mergeable); false: slab_nomerge"),
-        "sheaves": Option(False, "6.18's per-CPU sheaves for caches created with sheaf_capacity "
-                                 "(not simulated yet: true is refused)"),
+        "sheaves": Option(0, "sheaf_capacity of the caches cache_create makes (6.18's per-CPU object "
+                             "arrays; maple_node and vm_area_struct ask for 32); 0: none", maximum=1024),
     }
 
     def __init__(self, kernel, options):
         super().__init__(kernel, options)
-        if options["sheaves"]:
-            raise ValueError("option 'sheaves' of backend 'slub': sheaves are not simulated yet "
-                             "(their geometry, sheaf_capacity, is; docs/slub.md)")
         if options["slub_min_order"] > options["slub_max_order"]:
             raise ValueError("option 'slub_min_order' of backend 'slub' must not exceed slub_max_order")
         m = self.machine
@@ -435,6 +456,8 @@ class SlubBackend(Backend):
         self.min_objects = options["slub_min_objects"]
         self.use_cpu_partial = options["cpu_partial"]
         self.merge = options["merge"]
+        self.sheaves = options["sheaves"]
+        self.sheaf_type = None                 # the malloc type of struct slab_sheaf, made by the first
         self.touch = m.lines.touch if m.ncpus > 1 and options["coherence"] else None
         self.take = m.lines.take if self.touch is not None else None
         self.live: dict = {}               # addr -> MallocType, the always-on check
@@ -878,7 +901,7 @@ class SlubBackend(Backend):
     def cache_init(self, cache) -> None:
         """__kmem_cache_create_args: an alias of a mergeable cache (__kmem_cache_alias grows
         its object_size), else a new kmem_cache by calculate_sizes."""
-        s = self.find_mergeable(cache.object_size, cache.align, cache.flags, cache.ctor)
+        s = None if self.sheaves else self.find_mergeable(cache.object_size, cache.align, cache.flags, cache.ctor)
         if s is not None:
             s.refcount += 1
             s.aliases.append(cache.name)
@@ -886,7 +909,15 @@ class SlubBackend(Backend):
             s.geo = attrs.evolve(g, object_size=max(g.object_size, cache.object_size),
                                  inuse=max(g.inuse, align_up(cache.object_size, self.ptr)))
         else:
-            s = self.create_cache(cache.name, cache.object_size, cache.align, cache.flags, cache.ctor)
+            s = self.create_cache(cache.name, cache.object_size, cache.align, cache.flags, cache.ctor,
+                                  sheaf_capacity=self.sheaves)
+            if s.geo.sheaf_capacity:             # init_percpu_sheaves: an empty main sheaf per CPU
+                s.pcs = []
+                for cpu in range(self.ncpus):
+                    main = self._sheaf_new(s, cpu)
+                    if main is None:
+                        raise KernelPanic(f"kmem_cache_create({cache.name}): no memory for its sheaves")
+                    s.pcs.append(PercpuSheaves(main))
         cache.impl = s
 
     def cache_alloc(self, cache, flags=2, cpu=0):
@@ -901,9 +932,11 @@ class SlubBackend(Backend):
         s = cache.impl
         if not self._charge(cache.object_size, mtype, f, cpu):
             return None
-        va = self._slab_alloc(s, f, cpu, cache.object_size, mtype)
+        va = self._alloc_from_pcs(s, f, cpu, mtype) if s.pcs is not None else None
         if va is None:
-            return None
+            va = self._slab_alloc(s, f, cpu, cache.object_size, mtype)
+            if va is None:
+                return None
         if f & ZERO:
             self.vm.zero(va, cache.object_size)
         cache.live.add(va)
@@ -924,7 +957,130 @@ class SlubBackend(Backend):
         mtype = cache.mtype
         mtype.inuse -= 1
         mtype.memuse -= slab.cache.geo.size
-        self._free_object(slab, addr, cpu)
+        s = slab.cache
+        if s.pcs is not None:
+            self._free_to_pcs(s, addr, cpu)
+        else:
+            self._free_object(slab, addr, cpu)
+
+    # --- sheaves (6.18: opt-in per-CPU arrays of objects in front of the CPU slab) ----------------
+    def _sheaf_new(self, s: SlubCache, cpu: int) -> Sheaf | None:
+        """alloc_empty_sheaf: kzalloc(struct slab_sheaf + capacity pointers, GFP_NOWAIT)."""
+        if self.sheaf_type is None:
+            self.sheaf_type = self.kernel.malloc_type("slab_sheaf", "struct slab_sheaf (slub's sheaves)")
+        va = self._kmalloc_node(SHEAF_HEADER + s.geo.sheaf_capacity * self.ptr, self.sheaf_type,
+                                NOWAIT | ZERO, cpu, KMALLOC_NORMAL)
+        return None if va is None else Sheaf(va)
+
+    def _sheaf_free(self, sheaf: Sheaf, cpu: int) -> None:
+        """free_empty_sheaf: kfree."""
+        self.free(sheaf.va, self.sheaf_type, cpu)
+
+    def _barn_lock(self) -> None:
+        """spin_lock_irqsave(&barn->lock): the node's lock every CPU takes."""
+        self.lock_acquires += 1
+
+    def _alloc_from_pcs(self, s: SlubCache, f: int, cpu: int, mtype):
+        """alloc_from_pcs under the CPU's local_trylock: the main sheaf's top object; an empty
+        main is replaced by the spare, a full sheaf of the barn, or a sheaf refilled from the
+        slabs (__pcs_replace_empty_main).  None: the caller takes the CPU slab's path."""
+        self.crit_sections += 1
+        pcs = s.pcs[cpu]
+        if not pcs.main.objects and not self._replace_empty_main(s, pcs, f, cpu, mtype):
+            return None
+        return pcs.main.objects.pop()
+
+    def _replace_empty_main(self, s: SlubCache, pcs: PercpuSheaves, f: int, cpu: int, mtype) -> bool:
+        spare = pcs.spare
+        if spare is not None and spare.objects:
+            pcs.main, pcs.spare = spare, pcs.main
+            return True
+        if s.barn_full:                          # barn_replace_empty_sheaf (nr_full read first, unlocked)
+            self._barn_lock()
+            s.barn_empty.append(pcs.main)
+            pcs.main = s.barn_full.pop()
+            return True
+        sheaf, pcs.spare = spare, None           # refill the empty spare, or a new sheaf
+        if sheaf is None:
+            sheaf = self._sheaf_new(s, cpu)
+            if sheaf is None:
+                return False
+        self._refill(s, sheaf, f, cpu, mtype)
+        if not sheaf.objects:                    # the slabs gave nothing: keep it, take the slow path
+            pcs.spare = sheaf
+            return False
+        if pcs.spare is None:                    # the empty main becomes the spare
+            pcs.spare = pcs.main
+        else:
+            self._barn_lock()
+            s.barn_empty.append(pcs.main)
+        pcs.main = sheaf
+        return True
+
+    def _refill(self, s: SlubCache, sheaf: Sheaf, f: int, cpu: int, mtype) -> None:
+        """refill_sheaf: objects from the slabs (__kmem_cache_alloc_bulk, here one slab_alloc
+        each) until the sheaf is full or the slabs cannot give more without sleeping."""
+        f = f | NULLOK
+        objects = sheaf.objects
+        for _ in range(s.geo.sheaf_capacity - len(objects)):
+            va = self._slab_alloc(s, f, cpu, s.geo.object_size, mtype)
+            if va is None:
+                break
+            objects.append(va)
+        objects.reverse()                        # the first allocated on top, as the bulk array is popped
+
+    def _free_to_pcs(self, s: SlubCache, addr: int, cpu: int) -> None:
+        """free_to_pcs under the freeing CPU's local_trylock: onto its main sheaf, whichever
+        CPU allocated the object (no remote cmpxchg); a full main is replaced first
+        (__pcs_replace_full_main)."""
+        self.crit_sections += 1
+        pcs = s.pcs[cpu]
+        cap = s.geo.sheaf_capacity
+        if len(pcs.main.objects) >= cap:
+            self._replace_full_main(s, pcs, cap, cpu)
+        pcs.main.objects.append(addr)
+
+    def _replace_full_main(self, s: SlubCache, pcs: PercpuSheaves, cap: int, cpu: int) -> None:
+        """An empty main sheaf in place of the full one: the spare if it has room, an empty
+        sheaf of the barn (the full one goes there, up to MAX_FULL_SHEAVES), a new one; with
+        the barn full, the full spare is flushed to the slabs and reused; with no memory for
+        a sheaf, the main is flushed (sheaf_flush_main)."""
+        spare = pcs.spare
+        if spare is not None and len(spare.objects) < cap:
+            pcs.main, pcs.spare = spare, pcs.main
+            return
+        if spare is not None and len(s.barn_full) >= MAX_FULL_SHEAVES:     # -E2BIG
+            pcs.spare = None
+            self._flush(spare, cpu)
+            pcs.main, pcs.spare = spare, pcs.main
+            return
+        if s.barn_empty:                         # barn_get_empty_sheaf / barn_replace_full_sheaf
+            self._barn_lock()
+            empty = s.barn_empty.pop()
+            if spare is None:
+                pcs.spare = pcs.main
+            else:
+                s.barn_full.append(pcs.main)
+            pcs.main = empty
+            return
+        empty = self._sheaf_new(s, cpu)
+        if empty is None:
+            self._flush(pcs.main, cpu)
+            return
+        if spare is None:                        # __pcs_install_empty_sheaf
+            pcs.spare = pcs.main
+        else:
+            self._barn_lock()
+            s.barn_full.append(pcs.main)
+        pcs.main = empty
+
+    def _flush(self, sheaf: Sheaf, cpu: int) -> None:
+        """sheaf_flush_unused / sheaf_flush_main: every object back to its slab
+        (__kmem_cache_free_bulk, here one do_slab_free each)."""
+        ps = self.page_slab
+        for addr in sheaf.objects:
+            self._free_object(ps[addr >> PAGE_SHIFT], addr, cpu)
+        sheaf.objects.clear()
 
     def cache_was_object(self, cache, addr: int) -> bool:
         slab = self.page_slab.get(addr >> PAGE_SHIFT)
@@ -939,6 +1095,14 @@ class SlubBackend(Backend):
             s.aliases.remove(cache.name)
         if s.refcount:
             return
+        if s.pcs is not None:                    # pcs_flush_all, barn_shrink, pcs_destroy
+            sheaves = [sh for pcs in s.pcs for sh in (pcs.main, pcs.spare) if sh is not None]
+            for sheaf in sheaves + s.barn_full + s.barn_empty:
+                self._flush(sheaf, 0)
+                self._sheaf_free(sheaf, 0)
+            s.pcs = None
+            s.barn_full.clear()
+            s.barn_empty.clear()
         slabs = list(s.partial)
         s.partial.clear()
         for c in s.cpus:
@@ -1008,6 +1172,7 @@ class SlubBackend(Backend):
             "list_lock_takes": self.list_lock_takes,
             "large_live": len(self.large), "large_pages": sum(1 << o for o in self.large.values()),
             "node_partial_slabs": sum(len(s.partial) for s in self.caches),
+            "barn_sheaves": sum(len(s.barn_full) + len(s.barn_empty) for s in self.caches),
             "cpu_partial_slabs": sum(len(c.partial) for s in self.caches for c in s.cpus)}}
 
     def info_tables(self) -> list:
