@@ -14,13 +14,11 @@ arguments, so tests/test_reproductions.py checks the same shapes on smaller runs
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import attrs
 
 import kalloc
 from kalloc import costs as _costs
@@ -30,34 +28,6 @@ DOCS = Path(__file__).resolve().parent
 REPO = DOCS.parent
 BACKENDS = ("slab", "kmem_map")
 
-# --- PROVISIONAL: the "1994" cost preset ------------------------------------------------------
-# kalloc.costs.PRESETS["1994"] (SPARCstation-2 class, 40 MHz) is being added on another branch.
-# Until it lands, this script and tests/test_reproductions.py add the entry below, and only if
-# "1994" is missing, only in their own process.  REMOVE THIS BLOCK (and the same one in the test)
-# WHEN THE PRESET LANDS; the code below already asks for costs={"preset": "1994"}.
-# The figures: clock 40 MHz (SPARCstation-2); mutex_enter+mutex_exit 1.0 us = 40 cycles
-# (Bonwick 1994, section 5); instruction paths (op_base, crit_section, spl, page_alloc,
-# pmap_enter) kept at the 2003 cycle counts (inf.: the same code paths, CPI about 1 on both);
-# a miss to memory ~250 ns = 10 cycles and bzero ~30 MB/s = 0.75 B/cycle (inf.).  Nothing here
-# was tuned to Bonwick's figures; IPI and TLB prices are irrelevant on a uniprocessor.
-PROVISIONAL_1994 = attrs.evolve(_costs.PRESETS["2003"], clock_hz=40_000_000, lock_uncontended=40,
-                                lock_handoff=10, coherence_miss=10, cas_remote=20, cache_miss=10,
-                                zero_per_kbyte=1365, copy_per_kbyte=2730)
-
-
-@contextlib.contextmanager
-def preset_1994():
-    """PRESETS["1994"] for the duration; the provisional entry only if it is missing
-    (yields True when the provisional one is in use)."""
-    provisional = "1994" not in _costs.PRESETS
-    if provisional:
-        _costs.PRESETS["1994"] = PROVISIONAL_1994
-    try:
-        yield provisional
-    finally:
-        if provisional:
-            del _costs.PRESETS["1994"]
-# --- end of PROVISIONAL ------------------------------------------------------------------------
 
 
 class ClaimFailed(AssertionError):
@@ -240,17 +210,15 @@ def mk_bonwick(params: dict | None = None) -> dict:
     (kernel_build=smp, as Solaris 2.4's kernel always takes its mutexes)."""
     params = params or {}
     out = {}
-    with preset_1994() as provisional:
-        out["provisional"] = provisional
-        out["clock_hz"] = _costs.CostModel.from_config({"preset": "1994"}).clock_hz
-        for w in ("tty", "prodcons"):
-            for b in BACKENDS:
-                for build in ("auto", "smp"):
-                    r = run(b, w, 1, params=params.get(w, {}), costs={"preset": "1994"},
-                            options={"kernel_build": build})
-                    cpo = r["sim"]["cycles_per_op"]
-                    out[w, b, build] = {"cpo": cpo, "pair": 2 * cpo,
-                                        "pair_us": 2 * cpo / out["clock_hz"] * 1e6}
+    out["clock_hz"] = _costs.PRESETS["1994"].clock_hz
+    for w in ("tty", "prodcons"):
+        for b in BACKENDS:
+            for build in ("auto", "smp"):
+                r = run(b, w, 1, params=params.get(w, {}), costs={"preset": "1994"},
+                        options={"kernel_build": build})
+                cpo = r["sim"]["cycles_per_op"]
+                out[w, b, build] = {"cpo": cpo, "pair": 2 * cpo,
+                                    "pair_us": 2 * cpo / out["clock_hz"] * 1e6}
     out["published"] = {k: {"us": v, "pair": v * BONWICK_MHZ} for k, v in BONWICK_US.items()}
     return out
 
@@ -421,10 +389,8 @@ def main() -> None:
     check(bon["tty", "slab", "auto"]["pair"] < lo, "kalloc's slab pair is below every Bonwick figure (no mutex)")
     check(lo <= bon["tty", "kmem_map", "smp"]["pair"] <= hi * 1.25,
           "kmem_map with its lock lands near Bonwick's 4.4BSD figure")
-    f["provisional"] = ("**provisional**: `kalloc.costs` has no `\"1994\"` preset yet, so the script used its own "
-                        "provisional entry (see below)" if bon["provisional"] else
-                        "`kalloc.costs.PRESETS[\"1994\"]`")
-    f["lock_1994"] = PROVISIONAL_1994.lock_uncontended
+    p94 = _costs.PRESETS["1994"]
+    f["lock_1994"], f["miss_1994"], f["op_1994"] = p94.lock_uncontended, p94.cache_miss, p94.op_base
 
     # fragmentation
     rows = ["| workload (1 CPU) | slab `overhead_ratio` | kmem_map `overhead_ratio` | slab `mean_overhead_ratio` | kmem_map `mean_overhead_ratio` |",
@@ -598,7 +564,7 @@ about 2x the bare lock cost (a `mutex_enter/exit` pair is 1.0 µs, two of them p
 
 {bonwick_pub}
 
-kalloc, cost preset `"1994"` ({provisional}), cycles per allocator operation / per alloc+free
+kalloc, cost preset `"1994"` (`kalloc.costs.PRESETS["1994"]`), cycles per allocator operation / per alloc+free
 pair (2 operations) and the pair in µs at 40 MHz, same-CPU loops at 1 CPU after each workload's
 warm-up (`tty`: cblocks allocated and freed on their CPU; `prodcons` at 1 CPU: one CPU allocates a
 batch and frees it). "UP build" is `kernel_build=auto` on 1 CPU (no SMP lock); "SMP build" is
@@ -618,14 +584,13 @@ takes no lock at all, only a critical section, so it has no 2.0 µs mutex floor,
 pairs (80 cycles) leave {b_nolock}, of the order of kalloc's {b_slab_up}. (The per-CPU magazines that
 took the lock off Solaris's fast path came in 2001.) The bucket side is closer: Bonwick's 4.4BSD `kmem_alloc` is the M&K allocator, of
 which FreeBSD 4.8's kmem_map is a close descendant. What else differs: SPARC against i386 instruction
-counts (kalloc prices the allocator's own instructions as `op_base` 40 cycles on both), and a
+counts (kalloc prices the allocator's own instructions as `op_base` {op_1994} cycles on both), and a
 measured loop against a priced model.
 
-The provisional preset (in docs/make_reproductions.py and tests/test_reproductions.py, to be
-removed when `kalloc.costs.PRESETS["1994"]` lands on its branch): `clock_hz` 40 MHz, a lock pair
-`lock_uncontended` = {lock_1994} cycles (Bonwick's 1.0 µs mutex pair at 40 MHz), memory latencies of
-about 250 ns (10 cycles), bzero 0.75 B/cycle, and the instruction paths (`op_base`, `crit_section`,
-`spl`, `page_alloc`) at the 2003 cycle counts. None of it was tuned to Bonwick's figures.
+The preset (`kalloc.costs.PRESETS["1994"]`, sourced in [cost-model.md](cost-model.md)): `clock_hz`
+40 MHz, a lock pair `lock_uncontended` = {lock_1994} cycles (Bonwick's 1.0 µs mutex pair at 40 MHz), a
+memory latency `cache_miss` of {miss_1994} cycles, the allocator's own path `op_base` {op_1994} cycles.
+None of it was tuned to Bonwick's figures.
 
 ### Bonwick's fragmentation figures
 

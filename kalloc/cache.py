@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from attrs import define, field
 
-from kalloc.errors import DoubleFree, KernelPanic, WildFree, WrongType
+from kalloc.errors import BadFree, DoubleFree, KernelPanic, WildFree, WrongType
 
 # include/linux/slab.h: enum _slab_flag_bits, in order; a flag whose config option is off
 # takes no bit (it is 0, as __SLAB_FLAG_UNUSED).  kalloc's config: a distribution's x86_64.
@@ -133,20 +133,23 @@ def check_cache(kernel, cache, what: str) -> None:
         raise KernelPanic(f"{what}: cache {cache.name!r} was destroyed (use after kmem_cache_destroy)")
 
 
-def cache_misuse(kernel, cache: Cache, addr, live: dict, what: str = "cache_free"):
-    """Why ``addr`` is no live object of ``cache``: the exception to raise.  ``live`` is the
-    backend's table of malloc'd blocks (address -> type); ``was_object(addr)`` on the cache's
-    backend tells a free object of the cache (a double free) from a stranger."""
+def cache_misuse(kernel, cache: Cache, addr, what: str = "cache_free"):
+    """Why ``addr`` is no live object of ``cache``: the exception to raise.  A live malloc'd
+    block is one the backend's ``usable_size`` answers for (its contract: a BadFree for
+    anything else); ``cache_was_object`` tells a free object of the cache (a double free)
+    from a stranger."""
     if addr.__class__ is not int:
         return WildFree(f"{what}({cache.name}): address must be an int, not {type(addr).__name__}", None)
     for other in kernel.caches.values():
         if addr in other.live:
             return WrongType(f"{what}({cache.name}): {addr:#x} is an object of cache '{other.name}' "
                              f"(cache_from_obj: wrong slab cache)", addr)
-    owner = live.get(addr)
-    if owner is not None and owner.__class__ is not Cache:
-        return WrongType(f"{what}({cache.name}): {addr:#x} was allocated by malloc (type '{owner.name}'), "
-                         f"not from this cache", addr)
+    try:
+        kernel.backend.usable_size(addr)
+    except BadFree:
+        pass
+    else:
+        return WrongType(f"{what}({cache.name}): {addr:#x} was allocated by malloc, not from this cache", addr)
     if kernel.backend.cache_was_object(cache, addr):
         return DoubleFree(f"{what}({cache.name}): {addr:#x} is already free: double free", addr)
     return WildFree(f"{what}({cache.name}): {addr:#x} was never allocated from this cache: wild pointer", addr)

@@ -16,6 +16,7 @@ import os
 import sys
 
 from kalloc import plugins
+from kalloc.backends.base import COMMON_OPTIONS, resolve_options
 from kalloc.config import FORMATS, build, load_toml, parse_assignments
 from kalloc.errors import KallocError, KernelPanic
 from kalloc import plot
@@ -222,6 +223,10 @@ def cmd_list(args, which: str) -> str:
         extra = getattr(cls, "OPTIONS" if which == "backends" else "PARAMS", {})
         row["options" if which == "backends" else "params"] = (
             {k: o.default for k, o in extra.items()} if which == "backends" else dict(extra))
+        if which == "backends":   # every option it takes, common ones included, at its own defaults
+            defaults = resolve_options(cls, {})
+            row["option_info"] = {k: {**o.describe(), "default": defaults[k]}
+                                  for k, o in {**COMMON_OPTIONS, **extra}.items()}
         rows.append(row)
     return render(rows, fmt, lambda rs: to_table([{k: r[k] for k in ("name", "description", "origin")} for r in rs]))
 

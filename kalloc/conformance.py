@@ -133,5 +133,6 @@ def machine_for(backend: str, ncpus: int = 2, physmem: str = "64M", **options):
             for t in self.types:
                 assert self._held(t) == self.at_boot[t], f"{t.name} did not balance: {self._held(t)}"
 
-    AllocatorMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+    AllocatorMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
+                                                   database=None)   # no .hypothesis/ in the user's directory
     return AllocatorMachine

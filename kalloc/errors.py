@@ -7,6 +7,7 @@ that 4.8 would silently put on its free list twice, a free with the wrong malloc
 is still caught, as a subclass of ``BadFree``, because a simulation that silently
 corrupts itself answers nothing.  ``Deadlock`` is a simulated thread sleeping on
 something that nothing can ever give it (the harness names who waits for what).
+``WorkloadError`` is a workload's own bug, not the kernel's.
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ class Deadlock(KallocError):
     def __init__(self, message: str, channel: object = None):
         self.channel = channel
         super().__init__(message)
+
+
+class WorkloadError(KallocError, ValueError):
+    """A workload's own bug: it yielded something that is not an operation, or named a
+    handle that is not live (freed, consumed by realloc, never returned by malloc).  Bad
+    input, not a kernel's end: it stops a grid, and the command line shows it in one line
+    (exit status 2) naming the workload, the thread and the operation."""
 
 
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

@@ -47,7 +47,11 @@ starts when its CPU is free, runs, and the CPU is busy for the operation's cost:
   someone still sleeps, the run stops with a ``Deadlock`` naming who waits for what.
 
 A ``KernelPanic`` or a ``Deadlock`` stops the run; ``run_one``'s record keeps the partial
-results and the message (``panic``), so a grid goes on with its other cells.
+results and the message (``panic``), so a grid goes on with its other cells.  A workload's
+own bug (it yields no operation, or frees, reads or writes a handle that is not live) is a
+``WorkloadError`` that stops everything, naming the workload, the thread and the operation.
+It is found on the exception path only: the hot path runs operations as they come, and when
+running one raises, ``_blame`` asks whether it was the workload's fault.
 """
 
 from __future__ import annotations
@@ -66,13 +70,13 @@ from kalloc.cache import Cache
 from kalloc.costs import CostModel
 from kalloc.dma import dma_stats
 from kalloc.engine import NORMAL, URGENT, Engine
-from kalloc.errors import Deadlock, KernelPanic
+from kalloc.errors import Deadlock, KernelPanic, WorkloadError
 from kalloc.flags import ZERO
 from kalloc.malloc import boot
 from kalloc.metrics import Metrics
 from kalloc.pricing import Pricing
 from kalloc.workload import (CACHE_ALLOC, CALL, FREE, GET, IDLE, MALLOC, PUT, READ, REALLOC, WORK, WRITE, Context,
-                             resolve_params)
+                             describe, malformed, resolve_params)
 
 SERIES_POINTS = 200
 HZ = 100            # clock interrupts a second (sys/conf/param.c, DragonFly 2003 and FreeBSD 4.8)
@@ -107,8 +111,9 @@ class _Thread:
 class Simulator:
     """One run: a booted kernel, the engine, the CPUs' clocks, the lock and the handle table."""
 
-    def __init__(self, kernel, costs: CostModel, warmup: int = 0):
+    def __init__(self, kernel, costs: CostModel, warmup: int = 0, workload: str = ""):
         self.k = kernel
+        self.workload = workload     # its name, for the error that blames it
         self.k_malloc, self.k_free, self.k_usable_size = kernel.malloc, kernel.free, kernel.usable_size
         self.be = be = kernel.backend
         self.vm = kernel.vm
@@ -343,12 +348,31 @@ class Simulator:
                     return ready
         except StopIteration:
             return None
+        except _MISUSE as e:
+            if t.gen.gi_frame is not None:       # suspended at its yield: what it yielded failed
+                self._blame(t, op, e)
+            raise
+
+    def _blame(self, t: _Thread, op, e: Exception) -> None:
+        """Running the thread's ``op`` raised ``e``: if the workload is at fault (``op`` is no
+        operation, or its handle is not live), a WorkloadError that names the workload, the
+        thread and the operation; else return, and ``e`` goes on as it is (a backend's bug,
+        a ``call``'s own ValueError)."""
+        why = str(e) if isinstance(e, _NotLive) else malformed(op)
+        if why is not None:
+            raise WorkloadError(f"workload {self.workload!r}, thread {t.name!r} on cpu {t.cpu}: "
+                                f"{describe(op)}: {why}") from None
 
     def _handle(self, t: _Thread, op: tuple) -> tuple:
         try:
             return self.handles[op[1]]
         except (KeyError, TypeError):
-            raise ValueError(f"thread {t.name!r} used handle {op[1]!r}, which is not live") from None
+            raise self._not_live(op[1]) from None
+
+    def _not_live(self, h) -> "_NotLive":
+        if h.__class__ is int and 0 <= h < self.next_handle:
+            return _NotLive(f"handle {h} is not live: freed already, or consumed by a realloc")
+        return _NotLive(f"handle {h!r} was never returned by malloc")
 
     def _exec(self, t: _Thread) -> None:
         """The thread's operation is due now: run it, and the ones after it that are due
@@ -380,6 +404,9 @@ class Simulator:
                 t.waiting = f"{e} [{t.name} on cpu {cpu}]"
                 self.blocked.append(t)
                 return
+            except _MISUSE as e:
+                self._blame(t, t.op, e)
+                raise
             if result is _BLOCK:
                 return
             ready = self._advance(t, result, end)
@@ -551,7 +578,7 @@ class Simulator:
         try:
             rec = self.handles.pop(h)
         except (KeyError, TypeError):
-            raise ValueError(f"workload freed handle {h!r}, which is not live") from None
+            raise self._not_live(h) from None
         m = self.metrics
         m.live_req -= rec[2]
         m.live_usable -= rec[3]
@@ -669,6 +696,14 @@ ALLOC, HANDLER, CALLS = range(3)      # the per-CPU sum an operation goes to; AL
 _BLOCK = object()
 
 
+class _NotLive(LookupError):
+    """A handle that is not live; the thread that used it is blamed (``Simulator._blame``)."""
+
+
+# What running a malformed operation raises (indexing a non-tuple, a wrong argument's type).
+_MISUSE = (LookupError, TypeError, ValueError, AttributeError)
+
+
 def boot_for(spec: RunSpec):
     return boot(spec.backend, ncpus=spec.ncpus, physmem=spec.physmem, seed=spec.seed,
                 arch=spec.arch, **spec.options)
@@ -723,7 +758,7 @@ def run_one(spec: RunSpec) -> dict:
     if warmup is None:
         warmup = workload_warmup(cls, params, spec.ncpus)
     k = boot_for(spec)
-    sim = Simulator(k, costs, warmup)
+    sim = Simulator(k, costs, warmup, spec.workload)
     ctx = Context(spec.workload, params, spec.ncpus, spec.seed)
     for cpu, name, gen in cls().threads(ctx):
         sim.add_thread(cpu, name, gen)

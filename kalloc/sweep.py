@@ -643,10 +643,7 @@ def plot_sweep(records: list, keys: list, metric: str, ratio_of: tuple | None, p
 def price_ranges(ranges=None) -> dict:
     """``kalloc.costs.RANGES`` (or ``ranges``), checked: {price: (low, high)}, integers."""
     if ranges is None:
-        ranges = getattr(_costs, "RANGES", None)
-        if ranges is None:
-            raise ValueError("sensitivity needs kalloc.costs.RANGES, the low and high of each price, "
-                             "which this version of kalloc does not define")
+        ranges = _costs.RANGES
     fields = {f.name for f in attrs.fields(CostModel)}
     out = {}
     for price, span in ranges.items():

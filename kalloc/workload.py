@@ -34,6 +34,11 @@ Operations (plain tuples: the harness dispatches on the first element):
     idle(cycles)                                             (off the CPU: waiting, the CPU idle)
     put(queue, item) / get(queue) -> item                    (hand-off between threads;
                                                               get blocks until an item is there)
+    call(func, *args) -> func(kernel, *args)                 (a kernel service, e.g. DMA)
+
+Yielding anything else, or a handle that is not live, is the workload's bug: the harness
+raises ``WorkloadError`` naming the workload, the thread and the operation (``describe``),
+having found out what was wrong (``malformed``) only once running the operation raised.
 
 A workload class has ``NAME``, ``DESCRIPTION`` (one line), ``PARAMS`` (defaults; a
 value's type is the parameter's type), and ``threads(ctx)`` returning
@@ -51,12 +56,15 @@ from __future__ import annotations
 
 import math
 import random
+import reprlib
 from collections import deque
 
 from kalloc.errors import expected
-from kalloc.flags import plain_flags
+from kalloc.flags import flag_names, plain_flags
 
 MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL, IDLE, CACHE_ALLOC = range(11)
+NAMES = ("malloc", "free", "realloc", "write", "read", "work", "put", "get", "call", "idle", "cache_alloc")
+ARITY = (4, 2, 4, 3, 3, 2, 3, 2, 3, 2, 6)     # the length of each operation's tuple
 
 
 def _flags(flags) -> int:
@@ -109,6 +117,46 @@ def call(func, *args) -> tuple:
     """Run func(kernel, *args) on this thread's CPU and send back its result (DMA and
     other kernel services a driver uses besides malloc; priced by the counters it moves)."""
     return (CALL, func, args)
+
+
+def describe(op) -> str:
+    """An operation as the workload wrote it (``free(3)``, ``write(3, <64 bytes>)``), for
+    error messages; anything else as its repr."""
+    if not _is_op(op):
+        return reprlib.repr(op)
+    args = [f"<{len(a)} bytes>" if isinstance(a, bytes) else getattr(a, "__name__", None) or reprlib.repr(a)
+            for a in op[1:]]
+    if op[0] in (MALLOC, REALLOC):
+        args[-1] = flag_names(op[-1])
+    elif op[0] == CACHE_ALLOC:
+        args[2] = flag_names(op[3])
+    return f"{NAMES[op[0]]}({', '.join(args)})"
+
+
+def malformed(op) -> str | None:
+    """Why ``op`` is no operation the harness can run, or None.  Slow: the harness asks it
+    only when running ``op`` raised, to tell a workload's bug from anyone else's."""
+    if not _is_op(op):
+        return ("not an operation: yield what kalloc.workload's malloc(), cache_alloc(), free(), realloc(), "
+                "write(), read(), work(), idle(), put(), get() or call() return")
+    code = op[0]
+    size = op[1] if code == MALLOC else op[2] if code in (REALLOC, READ, CACHE_ALLOC) else 0
+    if size.__class__ is not int or size < 0:
+        return f"the size must be an integer from 0, not {size!r}"
+    if code in (MALLOC, CACHE_ALLOC) and not (isinstance(op[1 if code == CACHE_ALLOC else 2], str)
+                                              and op[1 if code == CACHE_ALLOC else 2]):
+        what = "cache" if code == CACHE_ALLOC else "malloc type"
+        return f"the {what} must be a name (a non-empty string), not {op[1 if code == CACHE_ALLOC else 2]!r}"
+    if code in (PUT, GET) and not isinstance(op[1], deque):
+        return f"the queue must be one of ctx.queue(name), not {op[1]!r}"
+    if code == CALL and not callable(op[1]):
+        return f"{op[1]!r} is not callable"
+    return None
+
+
+def _is_op(op) -> bool:
+    return (op.__class__ is tuple and len(op) > 0 and op[0].__class__ is int and 0 <= op[0] < len(NAMES)
+            and len(op) == ARITY[op[0]])
 
 
 class Context:

@@ -23,6 +23,12 @@ def test_backends_json():
     names = {r["name"] for r in rows}
     assert {"bump", "slab", "kmem_map"} <= names
     assert all(r["description"] and r["origin"] for r in rows)
+    slab = next(r for r in rows if r["name"] == "slab")["option_info"]
+    assert slab["remote_free"]["choices"] == ["ipi", "passive"] and slab["remote_free"]["default"] == "ipi"
+    assert slab["zone_cache"] == {"type": "an integer", "default": 2, "minimum": 0, "maximum": 1 << 16,
+                                  "help": slab["zone_cache"]["help"]} and slab["zone_cache"]["help"]
+    # the backend's own defaults, not the common table's: DragonFly 2003 had no idle zeroing
+    assert slab["idle_zero"]["default"] is False and slab["page_policy"]["default"] == "2003-09-14"
 
 
 def test_workloads_table():

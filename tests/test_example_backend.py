@@ -42,9 +42,21 @@ def test_listed_and_compared(installed):
 
 
 def test_conformance_battery_through_the_pytest_plugin(installed, tmp_path):
+    """All of it passes (nothing skipped), each id names the backend and the option given,
+    and the directory it ran in is left as it was."""
+    p = sh(sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--kalloc-backend", "firstfit",
+           "--kalloc-option", "arena=131072", "--kalloc-examples", "30", cwd=tmp_path)
+    ran = [line.split()[0] for line in p.stdout.splitlines() if line.endswith("%]")]
+    assert ran and all(r.startswith("kalloc.conformance_suite::test_") and "[firstfit-arena=131072" in r
+                       for r in ran), ran
+    assert f"{len(ran)} passed" in p.stdout and "skipped" not in p.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plugin_refuses_a_bad_option(installed, tmp_path):
     p = sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--kalloc-backend", "firstfit",
-           "--kalloc-examples", "30", cwd=tmp_path)
-    assert "10 passed" in p.stdout
+           "--kalloc-option", "arena=lots", cwd=tmp_path, check=False)
+    assert p.returncode == 4 and "option 'arena' of backend 'firstfit' takes an integer" in p.stderr
 
 
 def test_plugin_refuses_an_unknown_backend(tmp_path):

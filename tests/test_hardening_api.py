@@ -150,7 +150,8 @@ def _instances():
             errors.BadFree("free: x", 0x10, "f.py:1"), errors.DoubleFree("free: d", 0x10),
             errors.WildFree("free: w", None), errors.WrongType("free: t", 0x10, "site"),
             errors.MemoryCorruption("m", 0x20, "s"), errors.Redzone("r", 0x20, "s"),
-            errors.UseAfterFree("u", 0x20, "s"), errors.Deadlock("d", "vmwait")]
+            errors.UseAfterFree("u", 0x20, "s"), errors.Deadlock("d", "vmwait"),
+            errors.WorkloadError("workload 'w', thread 't' on cpu 0: free(0): handle 0 is not live")]
 
 
 def test_every_kalloc_exception_class_has_an_instance_here():

@@ -18,18 +18,6 @@ mr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mr)
 
 
-# --- PROVISIONAL: the "1994" cost preset ------------------------------------------------------
-# kalloc.costs.PRESETS["1994"] is being added on another branch.  Until it lands, the tests that
-# need it add the script's provisional entry, only if "1994" is missing and only for the test
-# (monkeypatch undoes it).  REMOVE THIS FIXTURE'S BODY (keep the tests) WHEN THE PRESET LANDS.
-@pytest.fixture
-def preset_1994(monkeypatch):
-    if "1994" not in costs.PRESETS:
-        monkeypatch.setitem(costs.PRESETS, "1994", mr.PROVISIONAL_1994)
-    yield costs.PRESETS["1994"]
-# --- end of PROVISIONAL ------------------------------------------------------------------------
-
-
 # 1a. M&K: "at most four percent" of kernel time.  Smaller runs than the page's defaults.
 SHARE_PARAMS = {"tty": {"bursts": 100}, "net": {"packets": 3000}, "fs": {"turnover": 1000},
                 "scsi": {"commands": 1000}}
@@ -121,8 +109,8 @@ def test_seed_per_cpu_owner_and_asynchronous_remote_free():
 
 # 4. Bonwick 1994: bucket and slab "within 25 %"; here within 2x, and of Bonwick's order.
 # tty 100 bursts, prodcons 2,000 objects (the page: defaults).
-def test_bonwick_pair_within_2x_and_of_bonwicks_order(preset_1994):
-    assert preset_1994.clock_hz == 40_000_000
+def test_bonwick_pair_within_2x_and_of_bonwicks_order():
+    assert costs.PRESETS["1994"].clock_hz == 40_000_000     # Bonwick's SPARCstation-2
     bon = mr.mk_bonwick({"tty": {"bursts": 100}, "prodcons": {"objects": 2000}})
     published = [v["pair"] for v in bon["published"].values()]
     for w in ("tty", "prodcons"):

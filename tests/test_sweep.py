@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import attrs
 import pytest
 
 from kalloc import costs as kcosts
@@ -23,18 +22,12 @@ TINY = ["--workloads", "prodcons", "--param", "prodcons.objects=200", "--param",
         "--ncpus", "2", "--warmup", "0"]
 SWEEP = ["sweep", *TINY, "--vary", "cost.ipi_send=300:1500:3"]
 
-# Until kalloc.costs.RANGES lands: every price from half to twice its 2003 value (clock_hz
-# from 1 to 4 GHz), the shape the real one has (ints, low <= 2003 default <= high).
-PROVISIONAL_RANGES = {f.name: ((1_000_000_000, 4_000_000_000) if f.name == "clock_hz" else
-                               (f.default // 2, f.default * 2)) for f in attrs.fields(CostModel)}
-
-
 @pytest.fixture
 def ranges(monkeypatch):
     """A few prices only, to keep the sensitivity runs short: an IPI price and a lock price
     that matter at 2 CPUs, and a price that a prodcons run never pays (TLB shootdowns are the
     sync model's)."""
-    few = {k: PROVISIONAL_RANGES[k] for k in ("ipi_send", "lock_handoff", "tlb_shootdown")}
+    few = {k: kcosts.RANGES[k] for k in ("ipi_send", "lock_handoff", "tlb_shootdown")}
     monkeypatch.setattr(kcosts, "RANGES", few, raising=False)
     return few
 
@@ -332,12 +325,6 @@ def test_sensitivity_table_plot_and_api(capsys, ranges, tmp_path):
     assert rows[0]["value_low"] == rows[0]["value_high"]       # no IPIs on one CPU
 
 
-def test_sensitivity_without_ranges(capsys, monkeypatch):
-    monkeypatch.delattr(kcosts, "RANGES", raising=False)
-    code, _, err = cli(capsys, "sensitivity", "--workload", "prodcons")
-    assert code == 2 and "RANGES" in err and err.count("\n") == 1
-
-
 @pytest.mark.parametrize("extra,named", [
     (["--backends", "slab,kmem_map,bump"], "two backends"),
     (["--workloads", "prodcons,tty"], "one workload"),
@@ -347,17 +334,6 @@ def test_sensitivity_bad_input(capsys, ranges, extra, named):
     args = extra if "--workloads" in extra else ["--workload", "prodcons", *extra]
     code, _, err = cli(capsys, "sensitivity", *args)
     assert code == 2 and err.count("\n") == 1 and named in err
-
-
-def test_ranges_contract_when_it_lands():
-    """kalloc.costs.RANGES, from the branch that adds it: every price, ints, low <= 2003 <= high."""
-    real = getattr(kcosts, "RANGES", None)
-    ranges = PROVISIONAL_RANGES if real is None else real
-    default = CostModel()
-    assert set(ranges) == {f.name for f in attrs.fields(CostModel)}
-    for price, (low, high) in ranges.items():
-        assert all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high))
-        assert low <= getattr(default, price) <= high, price
 
 
 def test_equal_runs_run_once():

@@ -61,6 +61,18 @@ class Option:
     choices: tuple | None = None
     maximum: float | None = None
 
+    def describe(self) -> dict:
+        """What ``kalloc backends --format json`` shows of the option: its type, default,
+        help, and the values it takes (choices, or the range of a number)."""
+        want = type(self.default)
+        out = {"type": expected(want), "default": self.default, "help": self.help}
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        elif want in (int, float):
+            out["minimum"] = 0
+            out["maximum"] = self.maximum
+        return out
+
     def convert(self, backend: str, name: str, value):
         want = type(self.default)
         if want is bool and isinstance(value, str) and value.lower() in ("true", "false"):
@@ -258,7 +270,7 @@ class Backend:
         explained by kalloc.cache."""
         check_cache(self.kernel, cache, "cache_free")
         if addr.__class__ is not int or addr not in cache.live:
-            raise cache_misuse(self.kernel, cache, addr, self.live)
+            raise cache_misuse(self.kernel, cache, addr)
         self.free(addr, cache.mtype, cpu)
         cache.live.remove(addr)
 

@@ -4,6 +4,7 @@ Not a historical allocator: a lower bound.  Memory comes from the kernel map one
 ``arena`` at a time (wired pages, as kmem_alloc gives them) and is handed out by
 bumping a pointer, 16-byte aligned; free only does the accounting, memory is never
 reused.  So its footprint only grows: compare any real allocator's footprint with it.
+free(NULL) does nothing, as free(3) and FreeBSD's free(9) do.
 The size of every allocation ever made stays recorded, which is how a double free is
 told from a wild one (``was_chunk``).
 
@@ -91,7 +92,9 @@ class BumpBackend(Backend):
         t = self.live.get(addr)
         if (t is None or t is not mtype or addr.__class__ is not int or cpu.__class__ is not int
                 or not 0 <= cpu < self.ncpus):
-            check_args(0, 2, cpu, self.ncpus, "free")       # a bad CPU, else a bad free
+            check_args(0, 2, cpu, self.ncpus, "free")       # a bad CPU, else NULL, else a bad free
+            if addr is None or (addr.__class__ is int and addr == 0):
+                return                                      # free(NULL) does nothing, as free(3)
             raise bad_free(self, addr, mtype, self.live)
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)

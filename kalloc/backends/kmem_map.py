@@ -617,7 +617,7 @@ class KmemMapBackend(Backend):
         if cache.__class__ is not Cache or cache.destroyed or cache.kernel is not self.kernel:
             check_cache(self.kernel, cache, "cache_free")
         if addr.__class__ is not int or addr not in cache.live:
-            raise cache_misuse(self.kernel, cache, addr, self.live)
+            raise cache_misuse(self.kernel, cache, addr)
         zfree(cache.impl, addr)
         cache.live.remove(addr)
 

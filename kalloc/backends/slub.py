@@ -541,6 +541,7 @@ class SlubBackend(Backend):
         if mtype.memuse >= mtype.limit:
             if f & MAY_FAIL:
                 return False
+            mtype.calls -= 1                     # a sleep changes nothing: its retry counts
             raise Deadlock(f"kmalloc({size}, '{mtype.name}', {flag_names(f)}) on cpu {cpu} sleeps on "
                            f"'{mtype.name}': malloc limit {mtype.limit} reached", mtype)
         return True
@@ -948,7 +949,7 @@ class SlubBackend(Backend):
             check_cache(self.kernel, cache, "cache_free")
         live = self.live
         if addr.__class__ is not int or live.get(addr) is not cache:
-            raise cache_misuse(self.kernel, cache, addr, live)
+            raise cache_misuse(self.kernel, cache, addr)
         if cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
             check_args(0, 2, cpu, self.ncpus, "cache_free")
         del live[addr]

@@ -499,7 +499,7 @@ def isa_dma_scenario(physmem="256M", ncpus: int = 2, seed: int = 0, channel: int
     for backend, policy in configs:
         k = boot_wired(backend, policy, physmem, ncpus, seed, kernel_image)
         wired = wired_layout(ncpus, parse_size(kernel_image, "kernel_image"))
-        sim = Simulator(k, CostModel.from_config({}))
+        sim = Simulator(k, CostModel.from_config({}), workload="isa")
         ctx = Context("isa", {"scale": scale}, ncpus, seed)
         for cpu, name, gen in boot_threads(ctx, scale):
             sim.add_thread(cpu, name, gen)

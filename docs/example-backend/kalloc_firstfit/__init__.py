@@ -8,14 +8,16 @@ neighbours.  Memory comes from the kernel map 64 KiB at a time and is never retu
     arena:  [used][ free ][used][used][    free    ][used] ...
                    ^ first extent >= the request wins
 
-Sizes are rounded to 16 bytes, so 16-byte alignment is all it promises.
+Sizes are rounded to 16 bytes, so 16-byte alignment is all it promises.  Every address
+ever handed out is remembered, so that a free of one that is free now is told apart as a
+double free (``was_chunk``).  free(NULL) does nothing, as free(3).
 """
 
 from bisect import bisect_left, insort
 
 from kalloc import KernelPanic, hookimpl
 from kalloc.backends.base import Backend, Option, bad_free, check_args
-from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, ZERO
+from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, WAITOK, ZERO
 from kalloc.machine import VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
 
 ALIGN = 16
@@ -30,12 +32,13 @@ class FirstFit(Backend):
         super().__init__(kernel, options)
         self.holes = []          # sorted [start, end] free extents
         self.live = {}           # addr -> (mtype, size)
+        self.starts = set()      # every address ever handed out
         self.ncpus = self.machine.ncpus
 
     def default_type_limit(self):
         return self.machine.physmem // 10
 
-    def malloc(self, size, mtype, flags=2, cpu=0):
+    def malloc(self, size, mtype, flags=WAITOK, cpu=0):
         f = FLAG_INT.get(flags, -1)
         if f < 0 or size.__class__ is not int or size < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
             size, f = check_args(size, flags, cpu, self.ncpus)
@@ -54,6 +57,7 @@ class FirstFit(Backend):
                 return None
             addr = self._fit(n)
         self.live[addr] = (mtype, n)
+        self.starts.add(addr)
         if f & ZERO:
             self.vm.zero(addr, n)
         mtype.inuse += 1
@@ -100,8 +104,12 @@ class FirstFit(Backend):
 
     def free(self, addr, mtype, cpu=0):
         rec = self.live.get(addr)
-        if rec is None or rec[0] is not mtype:
-            raise bad_free(self, addr, mtype, {a: r[0] for a, r in self.live.items()})
+        if (rec is None or rec[0] is not mtype or addr.__class__ is not int
+                or cpu.__class__ is not int or not 0 <= cpu < self.ncpus):
+            check_args(0, WAITOK, cpu, self.ncpus, "free")     # a bad CPU first
+            if addr is None or addr.__class__ is int and addr == 0:
+                return                                         # free(NULL)
+            raise bad_free(self, addr, mtype, self._types())
         if mtype._k is not self.kernel:
             self.kernel.bind_type(mtype)
         del self.live[addr]
@@ -110,23 +118,34 @@ class FirstFit(Backend):
         mtype.memuse -= rec[1]
         self._insert(addr, addr + rec[1])
 
-    def realloc(self, addr, size, mtype, flags=2, cpu=0):
-        if not addr:
-            return self.malloc(size, mtype, flags, cpu)
-        old = self.usable_size(addr)
+    def realloc(self, addr, size, mtype, flags=WAITOK, cpu=0):
+        size, f = check_args(size, flags, cpu, self.ncpus, "realloc")   # not a hot path: always checked
+        if addr is None or addr.__class__ is int and addr == 0:
+            return self.malloc(size, mtype, f, cpu)
+        rec = self.live.get(addr) if addr.__class__ is int else None
+        if rec is None or rec[0] is not mtype:
+            raise bad_free(self, addr, mtype, self._types(), "realloc")
+        old = rec[1]
         if old >= size > old // 2:
             return addr
-        new = self.malloc(size, mtype, flags, cpu)
+        new = self.malloc(size, mtype, f, cpu)
         if new is not None:
             self.vm.copy(new, addr, min(old, size))
             self.free(addr, mtype, cpu)
         return new
 
     def usable_size(self, addr):
-        rec = self.live.get(addr)
+        rec = self.live.get(addr) if addr.__class__ is int else None
         if rec is None:
-            raise bad_free(self, addr, None, {a: r[0] for a, r in self.live.items()})
+            raise bad_free(self, addr, None, self._types(), "usable_size")
         return rec[1]
+
+    def was_chunk(self, addr):
+        return addr in self.starts and addr not in self.live
+
+    def _types(self):
+        """addr -> malloc type of the live allocations, as bad_free wants them."""
+        return {a: r[0] for a, r in self.live.items()}
 
     def classes(self):
         return []
