@@ -243,3 +243,21 @@ def test_a_damaged_compressed_trace_is_a_clear_error(tmp_path, damage):
             replay_trace(p, "slab", pipeline=pipeline)
     r = subprocess.run([KALLOC, "replay", str(p)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "corrupt or truncated" in r.stderr
+
+
+@pytest.mark.parametrize("backend", ["slab", "kmem_map", "slub"])
+def test_cache_events_go_to_the_backends_cache_of_that_name(tmp_path, backend):
+    lines = LINES[:3] + [
+        "  a 1 [000] 1.000500: kmem:kmem_cache_alloc: call_site=g+0x2 ptr=0xffff000000003000 name=filp bytes_req=184 bytes_alloc=192 gfp_flags=GFP_KERNEL node=-1 accounted=true",
+        "  a 1 [000] 1.000600: kmem:kmem_cache_free: call_site=h+0x3 ptr=0xffff000000002000 name=dentry",
+        "  a 1 [001] 1.000700: kmem:kfree: call_site=h+0x3 ptr=0xffff000000003000",   # kfree of a cache object
+    ]
+    rec = replay_trace(small_trace(tmp_path, lines), backend)
+    rows = {r["name"]: r for r in rec["caches"]}
+    assert set(rows) == {"dentry", "filp"} and rec["panic"] is None
+    assert (rows["dentry"]["kernel_slab_size"], rows["filp"]["kernel_slab_size"]) == (192, 192)
+    assert rows["dentry"]["object_size"] == 192 and rows["filp"]["object_size"] == 184
+    assert all(r["active_objs"] == 0 for r in rows.values())
+    assert rec["ops"]["malloc"] == 3 and rec["ops"]["free"] == 3
+    if backend == "slub":                        # filp without its kernel flags: 184 bytes, not 192
+        assert rows["filp"]["slab_size"] == 184 and rows["dentry"]["slab_size"] == 192
