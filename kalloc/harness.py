@@ -475,8 +475,7 @@ class Simulator:
         cpu = t.cpu
         addr, mt = self._handle(t, op)[:2]
         if mt.__class__ is Cache:
-            raise ValueError(f"thread {t.name!r} reallocs handle {h!r}, an object of cache {mt.name!r}: "
-                             f"objects have the cache's size")
+            raise _NotLive(f"handle {h!r} is an object of cache {mt.name!r}: its size is the cache's")
         self.metrics.live_changed(now)
         new = self.k.realloc(addr, size, mt, flags, cpu)
         self.ops["realloc"] += 1
@@ -697,7 +696,8 @@ _BLOCK = object()
 
 
 class _NotLive(LookupError):
-    """A handle that is not live; the thread that used it is blamed (``Simulator._blame``)."""
+    """A handle the thread cannot use there (not live; a cache's object given to realloc); the
+    thread that used it is blamed (``Simulator._blame``)."""
 
 
 # What running a malformed operation raises (indexing a non-tuple, a wrong argument's type).
