@@ -291,7 +291,8 @@ def cmd_info(args) -> str:
             f"machine: {m.ncpus} CPU(s), {m.physmem >> 20} MiB, {m.arch.name}, page {m.arch.page_size}, "
             f"{m.free_count} free pages, options {st['options']}\n\n")
     tables = k.backend.info_tables() if hasattr(k.backend, "info_tables") else [("size classes", st["classes"])]
-    return head + "\n".join(f"{title}\n{to_table(rows)}" for title, rows in tables)
+    # a table is rows, or text a kernel prints itself (slub's /proc/slabinfo)
+    return head + "\n".join(f"{title}\n{rows if isinstance(rows, str) else to_table(rows)}" for title, rows in tables)
 
 
 def cmd_run(args) -> str:

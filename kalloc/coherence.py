@@ -44,3 +44,12 @@ class LineModel:
         if was != cpu:
             self.misses += 1
         owner[key] = cpu
+
+    def take(self, key, cpu: int) -> bool:
+        """``cpu`` takes the line ``key`` with an atomic operation priced as a whole (a
+        remote compare-and-swap, ``remote_cas``): whether another CPU wrote it last.  The
+        move is in that price, so it is not counted as a miss too."""
+        owner = self.owner
+        was = owner.get(key, cpu)
+        owner[key] = cpu
+        return was != cpu

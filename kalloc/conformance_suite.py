@@ -18,7 +18,10 @@ boot).  What every backend must do, whatever its design (docs/backends.md, "The 
   having done nothing or panics as the original does, and raises nothing else;
 * kernels share nothing: two kernels booted alike each have their own allocations;
 * ``classes()`` rows carry the keys ``kalloc info`` and the records read;
-* the state machine of kalloc.conformance (no overlap, data integrity, accounting).
+* the state machine of kalloc.conformance (no overlap, data integrity, accounting);
+* object caches (kalloc.cache): objects of the size, distinct and writable, M_ZERO, the
+  constructor, the rows of ``stats()["caches"]``, destroy's panic with live objects, and
+  misuse (double free, another cache's object, a malloc'd block, a destroyed cache).
 
 Each test is a plain function of (backend name, options), so that kalloc's own tests can
 run one on a deliberately broken backend and see it fail (tests/test_conformance_catches.py).
@@ -34,6 +37,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 import kalloc
 from kalloc import M_NOWAIT, M_NULLOK, M_WAITOK, M_ZERO, MallocType
+from kalloc.cache import ROW_KEYS
 from kalloc.conformance import machine_for
 
 # The keys of a classes() row (docs/backends.md): kalloc info's table and the records' "classes".
@@ -283,3 +287,60 @@ def test_state_machine(kalloc_backend, kalloc_options, ncpus, request):
     run_state_machine_as_test(machine_for(kalloc_backend, ncpus=ncpus, physmem="128M", **kalloc_options),
                               settings=settings(max_examples=examples, stateful_step_count=50,
                                                 deadline=None, database=None))
+
+
+def test_cache_contract(kalloc_backend, kalloc_options, ncpus):
+    k = _boot(kalloc_backend, kalloc_options, ncpus=ncpus)
+    made = []
+    c = k.cache_create("conf_obj", 200, ctor=lambda kern, va: made.append(va))
+    objs = [k.cache_alloc(c, M_WAITOK, i % ncpus) for i in range(50)]
+    assert len(set(objs)) == 50 and set(objs) <= set(made)
+    spans = sorted((a, a + 200) for a in objs)
+    assert all(e <= b for (_, e), (b, _) in zip(spans, spans[1:])), "objects overlap"
+    for a in objs:
+        k.write(a, b"\x5a" * 200)
+    for i, a in enumerate(objs):
+        k.cache_free(c, a, (i + 1) % ncpus)
+    z = k.cache_alloc(c, M_WAITOK | M_ZERO)
+    assert k.read(z, 200) == bytes(200)
+    (row,) = k.stats()["caches"]
+    assert set(ROW_KEYS) <= set(row) and row["name"] == "conf_obj" and row["object_size"] == 200
+    assert row["slab_size"] >= 200 and row["active_objs"] >= 1
+    with pytest.raises(kalloc.KernelPanic, match="still has objects"):
+        k.cache_destroy(c)
+    k.cache_free(c, z)
+    k.cache_destroy(c)
+    assert k.stats()["caches"] == []
+    with pytest.raises(kalloc.KernelPanic, match="destroyed"):
+        k.cache_alloc(c)
+
+
+def test_cache_misuse(kalloc_backend, kalloc_options):
+    k, t = _boot(kalloc_backend, kalloc_options, ncpus=2), MallocType("conf")
+    a, b = k.cache_create("conf_a", 64), k.cache_create("conf_b", 64)
+    x, y, m = k.cache_alloc(a), k.cache_alloc(b), k.malloc(64, t)
+    with pytest.raises(kalloc.WrongType, match="cache 'conf_b'"):
+        k.cache_free(a, y)
+    with pytest.raises(kalloc.WrongType, match="malloc"):
+        k.cache_free(a, m)
+    with pytest.raises(kalloc.WildFree):
+        k.cache_free(a, 12345)
+    with pytest.raises(kalloc.WildFree):
+        k.cache_free(a, float(x))
+    with pytest.raises(ValueError):
+        k.cache_free(a, x, 7)
+    k.cache_free(a, x)
+    with pytest.raises(kalloc.DoubleFree):
+        k.cache_free(a, x)
+    with pytest.raises(ValueError):
+        k.cache_create("conf_a", 64)
+    for bad in ({"size": 0}, {"align": 3}, {"flags": 1 << 40}, {"size": 1 << 30}):
+        with pytest.raises(ValueError):
+            k.cache_create("conf_c", **{"size": 64, **bad})
+    with pytest.raises(TypeError):
+        k.cache_create("conf_c", 64.0)
+    with pytest.raises(TypeError):
+        k.cache_alloc("conf_a")
+    k.cache_free(b, y)
+    k.free(m, t)
+    assert "conf_c" not in k.caches and t.inuse == 0

@@ -236,6 +236,8 @@ def run_report(rec: dict) -> str:
     parts.append("malloc types\n" + to_table(rec["types"]))
     if rec["classes"]:
         parts.append("size classes in use\n" + to_table(rec["classes"]))
+    if rec.get("caches"):
+        parts.append("object caches\n" + to_table(rec["caches"]))
     if rec["panic"]:
         parts.append(f"PANIC: {rec['panic']}\n")
     return "\n".join(parts)

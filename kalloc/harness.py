@@ -66,6 +66,7 @@ from attrs import field, frozen
 from kalloc import __version__, plugins
 from kalloc.backends.base import COMMON_OPTIONS, COUNTERS, MACHINE_OPTIONS
 from kalloc.backends.debug import DebugBackend
+from kalloc.cache import Cache
 from kalloc.costs import CostModel
 from kalloc.dma import dma_stats
 from kalloc.engine import NORMAL, URGENT, Engine
@@ -75,7 +76,7 @@ from kalloc.malloc import boot
 from kalloc.metrics import Metrics
 from kalloc.pricing import Pricing
 from kalloc.provenance import provenance
-from kalloc.workload import (CALL, FREE, GET, IDLE, MALLOC, PUT, READ, REALLOC, WORK, WRITE, Context,
+from kalloc.workload import (CACHE_ALLOC, CALL, FREE, GET, IDLE, MALLOC, PUT, READ, REALLOC, WORK, WRITE, Context,
                              describe, malformed, resolve_params)
 
 SERIES_POINTS = 200
@@ -138,6 +139,7 @@ class Simulator:
         self.handles: dict = {}
         self.next_handle = 0
         self.mtypes: dict = {}
+        self.caches: dict = {}       # name -> (the kernel's Cache, its slot size): workloads and replay name them
         self.blocked: list = []
         self.waiters: dict = {}      # id(queue) -> [threads]
         self.pending: list = []      # IPI messages sent by the operation being priced
@@ -443,6 +445,8 @@ class Simulator:
             t.waiting = f"{t.name} on cpu {cpu} waits on an empty queue"
             self.waiters.setdefault(id(q), []).append(t)
             return _BLOCK, now
+        if code == CACHE_ALLOC:
+            return self.cache_alloc_at(cpu, now, op[1], op[2], op[3], op[4], op[5])
         if code == REALLOC:
             return self._realloc(t, op, now)
         if code == CALL:
@@ -476,6 +480,8 @@ class Simulator:
         _, h, size, flags = op
         cpu = t.cpu
         addr, mt = self._handle(t, op)[:2]
+        if mt.__class__ is Cache:
+            raise _NotLive(f"handle {h!r} is an object of cache {mt.name!r}: its size is the cache's")
         self.metrics.live_changed(now)
         new = self.k.realloc(addr, size, mt, flags, cpu)
         self.ops["realloc"] += 1
@@ -510,11 +516,39 @@ class Simulator:
         h = self._bind(addr, mt, size, flags, h)
         return h, self._priced(cpu, now, self._lat_m, ALLOC)
 
+    def cache_alloc_at(self, cpu: int, now: int, name: str, size: int, flags: int, align: int = 0,
+                       cache_flags: int = 0, h=None):
+        """One priced cache_alloc from the cache ``name`` (created on first use, unpriced, as
+        at boot): counted and timed as a malloc.  Its handle's type slot holds the Cache,
+        so that free_at gives the object back with cache_free."""
+        try:
+            cache, slot = self.caches[name]
+        except KeyError:
+            cache = self.k.caches.get(name) or self.k.cache_create(name, size, align, cache_flags)
+            slot = self.k.backend.cache_row(cache)["slab_size"]
+            self.caches[name] = cache, slot
+            self.pricing.drop()
+        self.metrics.live_changed(now)
+        addr = self.k.cache_alloc(cache, flags, cpu)
+        ops = self.ops
+        ops["malloc"] += 1
+        if addr is None:
+            ops["failed"] += 1
+            return None, self._priced(cpu, now, self._lat_m, ALLOC)
+        if self.coherent and self.chunk_cpu.pop(addr, cpu) != cpu:
+            self.m.lines.misses += 1
+        h = self._bind(addr, cache, size, flags, h, slot)
+        return h, self._priced(cpu, now, self._lat_m, ALLOC)
+
     def free_at(self, cpu: int, now: int, h) -> int:
-        """One priced free of handle ``h``; wakes sleepers.  Returns the end time."""
+        """One priced free of handle ``h`` (a cache's object goes back with cache_free);
+        wakes sleepers.  Returns the end time."""
         self.metrics.live_changed(now)
         addr, mt = self._unbind(h)[:2]
-        self.k_free(addr, mt, cpu)
+        if mt.__class__ is Cache:
+            self.k.cache_free(mt, addr, cpu)
+        else:
+            self.k_free(addr, mt, cpu)
         if self.coherent:
             self.chunk_cpu[addr] = cpu
         self.ops["free"] += 1
@@ -529,12 +563,14 @@ class Simulator:
             mt = self.mtypes[tname] = self.k.malloc_type(tname)
         return mt
 
-    def _bind(self, addr: int, mt, size: int, flags: int, h=None):
-        """A handle for a new live allocation: the next number, or ``h`` (replay uses its keys)."""
+    def _bind(self, addr: int, mt, size: int, flags: int, h=None, usable=None):
+        """A handle for a new live allocation: the next number, or ``h`` (replay uses its keys).
+        ``usable``: what it holds, when it is not malloc's (a cache's slot)."""
         if h is None:
             h = self.next_handle
             self.next_handle = h + 1
-        usable = self.k_usable_size(addr)
+        if usable is None:
+            usable = self.k_usable_size(addr)
         self.handles[h] = (addr, mt, size, usable)
         m = self.metrics
         m.live_req += size
@@ -666,7 +702,8 @@ _BLOCK = object()
 
 
 class _NotLive(LookupError):
-    """A handle that is not live; the thread that used it is blamed (``Simulator._blame``)."""
+    """A handle the thread cannot use there (not live; a cache's object given to realloc); the
+    thread that used it is blamed (``Simulator._blame``)."""
 
 
 # What running a malformed operation raises (indexing a non-tuple, a wrong argument's type).
@@ -712,6 +749,7 @@ def record(spec: RunSpec, sim: Simulator, extra: dict, wall: float, panic: str |
         "counters": sim.counters_record(),
         "types": [{"name": n, **k.type_counters(t)} for n, t in sorted(k.types.items())],
         "classes": [c for c in k.backend.classes() if c.get("slabs") or c.get("inuse")],
+        "caches": [k.backend.cache_row(c) for c in k.caches.values()],
         "series": sim.series_record(),
         **extra,
         "panic": panic,

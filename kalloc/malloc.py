@@ -9,6 +9,9 @@ Deterministic: the same arguments give the same addresses, byte for byte.
     va = k.malloc(100, devbuf, kalloc.M_WAITOK | kalloc.M_ZERO, cpu=0)
     k.write(va, b"hello"); k.read(va, 5)
     k.free(va, devbuf, cpu=1)           # a remote free on slab: an IPI to cpu 0
+    vnodes = k.cache_create("vnode", 200)   # object caches: kalloc.cache
+    vp = k.cache_alloc(vnodes, kalloc.M_WAITOK, cpu=0)
+    k.cache_free(vnodes, vp)
 
 ``boot`` builds the machine (kalloc.machine), the kernel map and pmap (kalloc.vm),
 then the backend, and binds the backend's malloc/free/realloc/usable_size as the
@@ -72,7 +75,8 @@ class Kernel:
 
     __slots__ = ("machine", "vm", "backend", "backend_name", "options", "seed", "rng",
                  "types", "_saved", "malloc", "free", "realloc", "usable_size",
-                 "read", "write", "vtophys", "zones")
+                 "read", "write", "vtophys", "zones", "caches", "cache_create", "cache_alloc", "cache_free",
+                 "cache_destroy")
 
     def __init__(self, machine: Machine, backend_cls: type, options: dict, seed: int):
         self.machine = machine
@@ -81,6 +85,7 @@ class Kernel:
         self.rng = random.Random(seed)
         self.types: dict[str, MallocType] = {}
         self.zones = None  # kalloc.vm_zone's zone list, made by the first zinit
+        self.caches: dict = {}  # name -> kalloc.cache.Cache, in creation order
         self._saved: dict[MallocType, tuple] = {}
         self.options = options
         self.backend_name = backend_cls.NAME
@@ -97,6 +102,11 @@ class Kernel:
         self.free = be.free
         self.realloc = be.realloc
         self.usable_size = be.usable_size
+        # object caches (kalloc.cache), bound like malloc: the debug wrapper forwards them
+        self.cache_create = be.cache_create
+        self.cache_alloc = be.cache_alloc
+        self.cache_free = be.cache_free
+        self.cache_destroy = be.cache_destroy
 
     # --- malloc types ------------------------------------------------------------------
     def bind_type(self, t: MallocType) -> MallocType:
@@ -149,6 +159,7 @@ class Kernel:
             "options": dict(self.options),
             "types": {n: self.type_counters(t) for n, t in sorted(self.types.items())},
             "classes": self.backend.classes(),
+            "caches": [self.backend.cache_row(c) for c in self.caches.values()],
             "pages": {"total": m.npages, "free": m.free_count, "wired": m.npages - m.free_count,
                       "page_size": ps},
             "vm": {"kernel_map_used": self.vm.kernel_map.size, "pages_mapped": self.vm.pages_mapped,

@@ -22,7 +22,11 @@ the order threads run in.
 Operations (plain tuples: the harness dispatches on the first element):
 
     malloc(size, type, flags=M_WAITOK) -> handle | None
-    free(handle)
+    cache_alloc(cache, size, flags=M_WAITOK, align=0, cache_flags=0) -> handle | None
+                                                             (an object of the kernel's cache
+                                                              of that name, created on first use
+                                                              with size, align and SLAB_* flags)
+    free(handle)                                             (malloc'd or a cache's object)
     realloc(handle, size, flags=M_WAITOK) -> handle | None   (the old handle is consumed)
     write(handle, data)                                      (bytes into the allocation)
     read(handle, n) -> bytes
@@ -58,9 +62,9 @@ from collections import deque
 from kalloc.errors import expected
 from kalloc.flags import flag_names, plain_flags
 
-MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL, IDLE = range(10)
-NAMES = ("malloc", "free", "realloc", "write", "read", "work", "put", "get", "call", "idle")
-ARITY = (4, 2, 4, 3, 3, 2, 3, 2, 3, 2)     # the length of each operation's tuple
+MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL, IDLE, CACHE_ALLOC = range(11)
+NAMES = ("malloc", "free", "realloc", "write", "read", "work", "put", "get", "call", "idle", "cache_alloc")
+ARITY = (4, 2, 4, 3, 3, 2, 3, 2, 3, 2, 6)     # the length of each operation's tuple
 
 
 def _flags(flags) -> int:
@@ -69,6 +73,10 @@ def _flags(flags) -> int:
 
 def malloc(size: int, type_name: str, flags=0x2) -> tuple:
     return (MALLOC, size, type_name, _flags(flags))
+
+
+def cache_alloc(cache: str, size: int, flags=0x2, align: int = 0, cache_flags: int = 0) -> tuple:
+    return (CACHE_ALLOC, cache, size, _flags(flags), align, cache_flags)
 
 
 def free(handle) -> tuple:
@@ -120,6 +128,8 @@ def describe(op) -> str:
             for a in op[1:]]
     if op[0] in (MALLOC, REALLOC):
         args[-1] = flag_names(op[-1])
+    elif op[0] == CACHE_ALLOC:
+        args[2] = flag_names(op[3])
     return f"{NAMES[op[0]]}({', '.join(args)})"
 
 
@@ -127,14 +137,16 @@ def malformed(op) -> str | None:
     """Why ``op`` is no operation the harness can run, or None.  Slow: the harness asks it
     only when running ``op`` raised, to tell a workload's bug from anyone else's."""
     if not _is_op(op):
-        return ("not an operation: yield what kalloc.workload's malloc(), free(), realloc(), write(), "
-                "read(), work(), idle(), put(), get() or call() return")
+        return ("not an operation: yield what kalloc.workload's malloc(), cache_alloc(), free(), realloc(), "
+                "write(), read(), work(), idle(), put(), get() or call() return")
     code = op[0]
-    size = op[1] if code == MALLOC else op[2] if code in (REALLOC, READ) else 0
+    size = op[1] if code == MALLOC else op[2] if code in (REALLOC, READ, CACHE_ALLOC) else 0
     if size.__class__ is not int or size < 0:
         return f"the size must be an integer from 0, not {size!r}"
-    if code == MALLOC and not (isinstance(op[2], str) and op[2]):
-        return f"the malloc type must be a name (a non-empty string), not {op[2]!r}"
+    if code in (MALLOC, CACHE_ALLOC) and not (isinstance(op[1 if code == CACHE_ALLOC else 2], str)
+                                              and op[1 if code == CACHE_ALLOC else 2]):
+        what = "cache" if code == CACHE_ALLOC else "malloc type"
+        return f"the {what} must be a name (a non-empty string), not {op[1 if code == CACHE_ALLOC else 2]!r}"
     if code in (PUT, GET) and not isinstance(op[1], deque):
         return f"the queue must be one of ctx.queue(name), not {op[1]!r}"
     if code == CALL and not callable(op[1]):

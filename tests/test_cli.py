@@ -177,3 +177,12 @@ def test_bad_toml(tmp_path):
     cfg.write_text('colour = "blue"\n')
     p = run("compare", "--config", str(cfg), check=False)
     assert p.returncode == 2 and "unknown key(s) colour" in p.stderr
+
+
+def test_info_slub_prints_proc_slabinfo():
+    out = run("info", "--backend", "slub", "--ncpus", "2").stdout
+    lines = out.split("/proc/slabinfo\n", 1)[1].splitlines()
+    assert lines[0] == "slabinfo - version: 2.1" and lines[1].startswith("# name            <active_objs>")
+    row = next(line.split() for line in lines if line.startswith("kmalloc-512 "))
+    assert row[1:6] == ["0", "0", "512", "16", "2"]          # objsize, objperslab, pagesperslab on 2 CPUs
+

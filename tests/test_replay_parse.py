@@ -66,7 +66,7 @@ def parse_text(text, window=parse.WINDOW):
 
 def test_event_fields_are_documented():
     assert EVENT_FIELDS == ("ts", "cpu", "kind", "ptr", "bytes_req", "bytes_alloc", "gfp",
-                            "tname", "call_site")
+                            "tname", "call_site", "cache")
     assert (M_NOWAIT, M_WAITOK, M_ZERO) == (flags.NOWAIT, flags.WAITOK, flags.ZERO)
 
 
@@ -74,13 +74,13 @@ def test_perf_recent_kernel():
     parser, events = parse_text(PERF_RECENT)
     assert events == [
         (1588.589790, 0, ALLOC, 0xffff888102bc56c0, 32, 32, M_WAITOK, "sched_setaffinity",
-         "sched_setaffinity+0x10c"),
+         "sched_setaffinity+0x10c", False),
         (1588.589859, 1, FREE, 0xffff888102bc56c0, 0, 0, 0, "sched_setaffinity",
-         "sched_setaffinity+0x160"),
+         "sched_setaffinity+0x160", False),
         (1588.589862, 1, ALLOC, 0xffff888100879000, 4096, 4096, M_WAITOK | M_ZERO, "names_cache",
-         "getname_flags.part.0+0x24"),
-        (1588.589875, 1, FREE, 0xffff888100879000, 0, 0, 0, "names_cache", "do_sys_openat2+0x88"),
-        (1595.624932, 0, FREE, 0, 0, 0, 0, "ida_alloc_range", "ida_alloc_range+0x39b"),
+         "getname_flags.part.0+0x24", True),
+        (1588.589875, 1, FREE, 0xffff888100879000, 0, 0, 0, "names_cache", "do_sys_openat2+0x88", True),
+        (1595.624932, 0, FREE, 0, 0, 0, 0, "ida_alloc_range", "ida_alloc_range+0x39b", False),
     ]
     assert (parser.lines, parser.parsed, parser.skipped, parser.unparsed) == (5, 5, 0, 0)
 
@@ -88,12 +88,12 @@ def test_perf_recent_kernel():
 def test_perf_older_kernel_node_events_and_raw_call_sites():
     parser, events = parse_text(PERF_OLD)
     assert [e[1:] for e in events] == [
-        (1, ALLOC, 0xffff880012340000, 100, 128, M_NOWAIT, "ffffffff8123abcd", "ffffffff8123abcd"),
+        (1, ALLOC, 0xffff880012340000, 100, 128, M_NOWAIT, "ffffffff8123abcd", "ffffffff8123abcd", False),
         (0, ALLOC, 0xffff880012350000, 24, 32, M_NOWAIT | M_ZERO, "0xffffffff8123ab00",
-         "0xffffffff8123ab00"),
-        (1, ALLOC, 0xffff880012360000, 600, 640, M_WAITOK, "alloc_inode", "alloc_inode+0x1c/0x80"),
-        (1, FREE, 0xffff880012360000, 0, 0, 0, "destroy_inode", "destroy_inode+0x3a/0x60"),
-        (0, FREE, 0xffff880012340000, 0, 0, 0, "ffffffff8123abff", "ffffffff8123abff"),
+         "0xffffffff8123ab00", True),
+        (1, ALLOC, 0xffff880012360000, 600, 640, M_WAITOK, "alloc_inode", "alloc_inode+0x1c/0x80", True),
+        (1, FREE, 0xffff880012360000, 0, 0, 0, "destroy_inode", "destroy_inode+0x3a/0x60", True),
+        (0, FREE, 0xffff880012340000, 0, 0, 0, "ffffffff8123abff", "ffffffff8123abff", False),
     ]
     assert parser.parsed == 5 and parser.unparsed == 0
 
@@ -119,9 +119,9 @@ def test_ftrace_with_header_and_flags_column():
         (5042.123470, 0, ALLOC, 0xcafef00d, 1184),
     ]
     assert [e[6:] for e in events] == [
-        (M_WAITOK, "foo", "foo+0x12/0x40"),
-        (0, "bar", "bar+0x5/0x30"),
-        (M_WAITOK, "ext4_inode_cache", "ext4_alloc_inode+0x1a/0x180 [ext4]"),
+        (M_WAITOK, "foo", "foo+0x12/0x40", False),
+        (0, "bar", "bar+0x5/0x30", False),
+        (M_WAITOK, "ext4_inode_cache", "ext4_alloc_inode+0x1a/0x180 [ext4]", True),
     ]
     assert (parser.lines, parser.parsed, parser.skipped, parser.unparsed) == (15, 3, 12, 0)
 
@@ -140,10 +140,10 @@ TRACE_CMD = """\
 def test_trace_cmd_report_takes_the_resolved_call_site():
     parser, events = parse_text(TRACE_CMD)
     assert [e[2:4] + e[6:] for e in events] == [
-        (ALLOC, 0xffff88003d6b0000, M_WAITOK | M_ZERO, "tracing_open_pipe", "tracing_open_pipe+0x4f"),
-        (FREE, 0xffff88003d6b0000, 0, "free_pipe_info", "free_pipe_info+0x2a"),
-        (ALLOC, 0xffff88003d6b1000, M_WAITOK | M_ZERO, "tracing_open_pipe", "tracing_open_pipe+0x4f"),
-        (FREE, 0, 0, "putname", "putname+0x50"),
+        (ALLOC, 0xffff88003d6b0000, M_WAITOK | M_ZERO, "tracing_open_pipe", "tracing_open_pipe+0x4f", False),
+        (FREE, 0xffff88003d6b0000, 0, "free_pipe_info", "free_pipe_info+0x2a", False),
+        (ALLOC, 0xffff88003d6b1000, M_WAITOK | M_ZERO, "tracing_open_pipe", "tracing_open_pipe+0x4f", False),
+        (FREE, 0, 0, "putname", "putname+0x50", True),
     ]
     assert parser.skipped == parser.unparsed == 0
     assert [TraceParser().parse_line(line) for line in TRACE_CMD.splitlines()] == events

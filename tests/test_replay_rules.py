@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kalloc.replay.parse import M_NOWAIT, M_WAITOK, M_ZERO, TraceParser
-from kalloc.replay.rules import (COUNTERS, FREE, MALLOC, TraceStats, count_trace,
+from kalloc.replay.rules import (CACHE_ALLOC, COUNTERS, FREE, MALLOC, TraceStats, count_trace,
                                  replay_ops)
 
 TRACES = Path(__file__).resolve().parent / "traces"
@@ -46,7 +46,7 @@ def test_stats_contract():
     assert COUNTERS == ("events", "allocs", "frees", "null_frees", "unknown_frees",
                         "implicit_frees", "failed_allocs", "unparsed", "live_end",
                         "peak_live_requested_bytes", "cross_cpu_frees")
-    assert (MALLOC, FREE) == (0, 1)
+    assert (MALLOC, FREE, CACHE_ALLOC) == (0, 1, 2)
     stats = TraceStats()
     assert set(stats.as_dict()) == set(COUNTERS) | {"skipped", "unparsed_samples"}
     assert "events=0" in repr(stats)
@@ -61,7 +61,7 @@ def test_alloc_and_free_on_the_recorded_cpus():
     ])
     assert ops == [
         (0, MALLOC, 0, 32, M_WAITOK | M_ZERO, "site_0x100", 1.0),
-        (1, MALLOC, 1, 64, M_NOWAIT, "dentry", 1.1),
+        (1, CACHE_ALLOC, 1, 64, M_NOWAIT, "dentry", 64, 1.1),
         (1, FREE, 0, 1.2),
         (1, FREE, 1, 1.3),
     ]

@@ -9,7 +9,7 @@ from kalloc import hookimpl
 from kalloc.cli import main
 from kalloc.errors import WorkloadError
 from kalloc.harness import RunSpec, run_one
-from kalloc.workload import Workload, call, free, get, malloc, put, read, realloc, work, write
+from kalloc.workload import Workload, cache_alloc, call, free, get, malloc, put, read, realloc, work, write
 
 # what the thread does after it malloc'ed handle h and freed it: kind -> (operation, message)
 BUGS = {
@@ -23,6 +23,7 @@ BUGS = {
     "short": (lambda h, q: (0,), "(0,): not an operation"),
     "size": (lambda h, q: malloc("64", "devbuf"), "malloc('64', 'devbuf', M_WAITOK): the size must be an integer"),
     "queue": (lambda h, q: get("rxq"), "get('rxq'): the queue must be one of ctx.queue(name)"),
+    "cache": (lambda h, q: cache_alloc("", 64), "cache_alloc('', 64, M_WAITOK, 0, 0): the cache must be a name"),
 }
 
 
@@ -49,10 +50,22 @@ class Buggy(Workload):
         return [(1, "consumer", consumer()), (0, "rx", producer())]
 
 
+class CacheRealloc(Workload):
+    NAME = "cache-realloc"
+    DESCRIPTION = "reallocs an object of a cache"
+    PARAMS = {}
+
+    def threads(self, ctx):
+        def thread():
+            h = yield cache_alloc("vnode", 200)
+            yield realloc(h, 400)
+        return [(0, "fs", thread())]
+
+
 class _Plugin:
     @hookimpl
     def kalloc_workloads(self):
-        return [Buggy]
+        return [Buggy, CacheRealloc]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,3 +93,10 @@ def test_an_error_that_is_not_the_workloads_goes_on_as_it_is():
     with pytest.raises(ValueError, match="invalid literal for int") as e:
         run_one(RunSpec("slab", "buggy", ncpus=2, params={"bug": "call"}))
     assert not isinstance(e.value, WorkloadError)
+
+
+@pytest.mark.parametrize("backend", ["slab", "kmem_map", "slub"])
+def test_a_cache_object_is_not_realloced(backend):
+    with pytest.raises(WorkloadError, match="thread 'fs' on cpu 0: realloc.0, 400, M_WAITOK.: handle 0 is an "
+                                            "object of cache 'vnode': its size is the cache's"):
+        run_one(RunSpec(backend, "cache-realloc"))

@@ -24,12 +24,18 @@ The mapping onto malloc(9) (docs/replay.md uses the same rules):
 * ``kmalloc(0)`` returns ``ZERO_SIZE_PTR`` (16) without calling the allocator, and
   kfree of NULL or ZERO_SIZE_PTR does nothing, as in Linux.
 
-XXX not modelled: cache constructors run on each allocation here (Linux runs them when a
-slab page is populated), SLAB_* cache flags other than alignment, NUMA nodes.
+* caches are the kernel's object caches (``k.cache_create``, kalloc.cache), made as the
+  backend's system made them (slub natively, kmem_map as vm_zones, slab as malloc types);
+  the ``SLAB_*`` flags are 6.18's values for kalloc's config (kalloc.cache).
+* kmalloc on a backend that picks kmalloc kinds by GFP bits (slub's ``malloc_gfp``) passes
+  them on: ``__GFP_ACCOUNT`` memory comes from kmalloc-cg-*, as in Linux.
+
+XXX not modelled: NUMA nodes.
 """
 
 from __future__ import annotations
 
+from kalloc.cache import SLAB
 from kalloc.errors import KernelPanic, WildFree
 from kalloc.flags import NOWAIT, WAITOK, ZERO
 
@@ -70,6 +76,9 @@ GFP_DMA32 = __GFP_DMA32
 GFP_HIGHUSER = GFP_USER | __GFP_HIGHMEM
 GFP_HIGHUSER_MOVABLE = GFP_HIGHUSER | __GFP_MOVABLE
 
+# include/linux/slab.h (v6.18): SLAB_HWCACHE_ALIGN, SLAB_TYPESAFE_BY_RCU, SLAB_ACCOUNT, ...
+globals().update(SLAB)
+
 GFP_NAMES = {name: value for name, value in globals().items()
              if name.startswith(("GFP_", "__GFP_")) and isinstance(value, int)}
 
@@ -99,19 +108,6 @@ def gfp_to_flags(gfp: int) -> int:
     return (WAITOK if may_sleep else NOWAIT) | (ZERO if gfp & __GFP_ZERO else 0)
 
 
-class KmemCache:
-    """A kmem_cache: a name, an object size and alignment, and its malloc type."""
-
-    __slots__ = ("name", "size", "align", "ctor", "mtype", "live")
-
-    def __init__(self, name, size, align, ctor, mtype):
-        self.name, self.size, self.align, self.ctor, self.mtype = name, size, align, ctor, mtype
-        self.live = 0
-
-    def __repr__(self) -> str:
-        return f"<kmem_cache {self.name} size={self.size} live={self.live}>"
-
-
 class Linux:
     """The Linux slab API on one kalloc kernel."""
 
@@ -120,19 +116,23 @@ class Linux:
         self.cpu = cpu
         self.owner: dict = {}    # ptr -> (mtype, cache or None)
 
-    def _alloc(self, size: int, gfp: int, mtype, cache, cpu) -> int | None:
+    def _alloc(self, size: int, gfp: int, mtype, cpu) -> int | None:
         if size > KMALLOC_MAX_SIZE:
             return None  # Linux warns and fails over-sized kmalloc
         cpu = self.cpu if cpu is None else cpu
-        ptr = self.k.malloc(size, mtype, gfp_to_flags(gfp), cpu)
+        by_gfp = getattr(self.k.backend, "malloc_gfp", None)
+        if by_gfp is not None:
+            ptr = by_gfp(size, mtype, gfp, gfp_to_flags(gfp), cpu)
+        else:
+            ptr = self.k.malloc(size, mtype, gfp_to_flags(gfp), cpu)
         if ptr is not None:
-            self.owner[ptr] = (mtype, cache)
+            self.owner[ptr] = (mtype, None)
         return ptr
 
     def kmalloc(self, size: int, gfp: int = GFP_KERNEL, cpu: int | None = None, site: str = "kmalloc"):
         if size == 0:
             return ZERO_SIZE_PTR
-        return self._alloc(size, gfp, self.k.malloc_type(site), None, cpu)
+        return self._alloc(size, gfp, self.k.malloc_type(site), cpu)
 
     def kzalloc(self, size: int, gfp: int = GFP_KERNEL, cpu: int | None = None, site: str = "kmalloc"):
         return self.kmalloc(size, gfp | _GFP_ZERO, cpu, site)
@@ -166,40 +166,29 @@ class Linux:
         old = self.ksize(ptr)
         if old >= new_size:
             return ptr
-        new = self._alloc(new_size, gfp, self.owner[ptr][0], None, cpu)
+        new = self._alloc(new_size, gfp, self.owner[ptr][0], cpu)
         if new is not None:
             self.k.vm.copy(new, ptr, old)
             self.kfree(ptr, cpu)
         return new
 
-    # --- caches ------------------------------------------------------------------------------
-    def kmem_cache_create(self, name: str, size: int, align: int = 0, flags: int = 0, ctor=None) -> KmemCache:
-        if not isinstance(size, int) or size <= 0:
-            raise ValueError(f"kmem_cache_create({name!r}): size must be a positive int, got {size!r}")
-        if align and align & (align - 1):
-            raise ValueError(f"kmem_cache_create({name!r}): align {align} is not a power of two")
-        obj = max(size, align) if align else size
-        return KmemCache(name, obj, align, ctor, self.k.malloc_type(name))
+    # --- caches: the kernel's object caches (kalloc.cache), SLAB_* flags as above ----------------
+    def kmem_cache_create(self, name: str, size: int, align: int = 0, flags: int = 0, ctor=None):
+        """kmem_cache_create: a kalloc Cache, made the way the backend's system made caches."""
+        return self.k.cache_create(name, size, align, flags, ctor)
 
-    def kmem_cache_alloc(self, cache: KmemCache, gfp: int = GFP_KERNEL, cpu: int | None = None):
-        ptr = self._alloc(cache.size, gfp, cache.mtype, cache, cpu)
+    def kmem_cache_alloc(self, cache, gfp: int = GFP_KERNEL, cpu: int | None = None):
+        ptr = self.k.cache_alloc(cache, gfp_to_flags(gfp), self.cpu if cpu is None else cpu)
         if ptr is not None:
-            cache.live += 1
-            if cache.ctor is not None:
-                cache.ctor(self.k, ptr)
+            self.owner[ptr] = (cache.mtype, cache)
         return ptr
 
-    def kmem_cache_zalloc(self, cache: KmemCache, gfp: int = GFP_KERNEL, cpu: int | None = None):
+    def kmem_cache_zalloc(self, cache, gfp: int = GFP_KERNEL, cpu: int | None = None):
         return self.kmem_cache_alloc(cache, gfp | _GFP_ZERO, cpu)
 
-    def kmem_cache_free(self, cache: KmemCache, ptr, cpu: int | None = None) -> None:
-        rec = self.owner.get(ptr)
-        if rec is None or rec[1] is not cache:
-            raise WildFree(f"kmem_cache_free({cache.name}): {ptr!r} is not a live object of this cache", ptr)
+    def kmem_cache_free(self, cache, ptr, cpu: int | None = None) -> None:
+        self.k.cache_free(cache, ptr, self.cpu if cpu is None else cpu)
         del self.owner[ptr]
-        cache.live -= 1
-        self.k.free(ptr, cache.mtype, self.cpu if cpu is None else cpu)
 
-    def kmem_cache_destroy(self, cache: KmemCache) -> None:
-        if cache.live:
-            raise KernelPanic(f"kmem_cache_destroy {cache.name}: Slab cache still has objects")
+    def kmem_cache_destroy(self, cache) -> None:
+        self.k.cache_destroy(cache)

@@ -13,6 +13,10 @@ costs exactly the backend's code and nothing else.  The contract (docs/backends.
     realloc(addr, size, mtype, flags=M_WAITOK, cpu=0) -> int | None
     usable_size(addr) -> int
     classes() -> [ {size, objs_per_slab, slab_bytes, first_offset, inuse, free, slabs} ]
+    cache_init(cache), cache_alloc(cache, flags, cpu), cache_free(cache, addr, cpu),
+    cache_fini(cache), cache_row(cache), cache_was_object(cache, addr)
+                                 object caches (kalloc.cache); the defaults here are malloc
+                                 with one malloc type per cache, as DragonFly's drivers did
     default_type_limit() -> int  ks_limit for a type that names none
     counters                     plain ints the harness prices (see COUNTERS)
 
@@ -32,6 +36,7 @@ import operator
 
 from attrs import frozen
 
+from kalloc.cache import Cache, cache_misuse, check_cache, check_destroy, forget, new_cache
 from kalloc.errors import BadFree, DoubleFree, WildFree, WrongType, expected
 from kalloc.flags import FLAG_INT, MallocFlags, plain_flags
 
@@ -148,6 +153,8 @@ def resolve_options(cls, given: dict) -> dict:
         out["page_policy"] = cls.DEFAULT_PAGE_POLICY
     if "idle_zero" not in given:
         out["idle_zero"] = getattr(cls, "IDLE_ZERO", COMMON_OPTIONS["idle_zero"].default)
+    if "tlb_model" not in given:
+        out["tlb_model"] = getattr(cls, "TLB_MODEL", COMMON_OPTIONS["tlb_model"].default)
     return out
 
 
@@ -172,6 +179,8 @@ def bad_free(backend, addr, mtype, live: dict, what: str = "free") -> BadFree:
     if addr.__class__ is not int:              # bool, numpy's and other int subclasses too
         return WildFree(f"{what}: address must be an int, not {type(addr).__name__}", None)
     owner = live.get(addr)
+    if owner.__class__ is Cache:
+        return WrongType(f"{what}: {addr:#x} is an object of cache '{owner.name}': give it back with cache_free", addr)
     if owner is not None:
         return WrongType(f"{what}: {addr:#x} was allocated as type '{owner.name}' but freed as type '{name}'", addr)
     for start, t in live.items():
@@ -193,6 +202,8 @@ class Backend:
     DEFAULT_PAGE_POLICY = "4.8"
     IDLE_ZERO = True              # whether its kernel's idle loop zeroed free pages (4.8: yes)
     ZERO_UNDER_LOCK = True        # whether its M_ZERO bzero runs with the global lock held
+    TLB_MODEL = "2003"            # the default tlb_model: "sync" for a kernel whose allocator
+                                  # memory needs no per-page invalidation IPIs (Linux's direct map)
 
     def __init__(self, kernel, options: dict):
         self.kernel = kernel
@@ -216,6 +227,68 @@ class Backend:
 
     def counters(self) -> dict:
         return {c: getattr(self, c) for c in COUNTERS}
+
+    # --- object caches (kalloc.cache): the entry points, then the default implementation ------
+    def cache_create(self, name, size, align=0, flags=0, ctor=None) -> Cache:
+        """kmem_cache_create: checked and registered by kalloc.cache, made by ``cache_init``."""
+        c = new_cache(self.kernel, name, size, align, flags, ctor)
+        try:
+            self.cache_init(c)
+        except BaseException:
+            forget(self.kernel, c)
+            raise
+        return c
+
+    def cache_destroy(self, cache) -> None:
+        """kmem_cache_destroy: a KernelPanic while objects are live; else ``cache_fini``."""
+        check_destroy(self.kernel, cache)
+        self.cache_fini(cache)
+        forget(self.kernel, cache)
+
+    def cache_init(self, cache) -> None:
+        """The default: each object is a malloc of the size rounded up to the alignment
+        (``impl``), charged to the cache's own malloc type."""
+        a = cache.align or 1
+        cache.impl = (cache.object_size + a - 1) // a * a
+
+    def cache_fini(self, cache) -> None:
+        """The default keeps nothing of its own: the malloc type stays, as MALLOC_DEFINE's."""
+
+    def cache_alloc(self, cache, flags=2, cpu=0):
+        """The default: malloc, then the constructor (at each allocation: malloc keeps no
+        constructed state)."""
+        check_cache(self.kernel, cache, "cache_alloc")
+        va = self.malloc(cache.impl, cache.mtype, flags, cpu)
+        if va is not None:
+            cache.live.add(va)
+            if cache.ctor is not None:
+                cache.ctor(self.kernel, va)
+        return va
+
+    def cache_free(self, cache, addr, cpu=0) -> None:
+        """The default: a live object of the cache goes back with free(); anything else is
+        explained by kalloc.cache."""
+        check_cache(self.kernel, cache, "cache_free")
+        if addr.__class__ is not int or addr not in cache.live:
+            raise cache_misuse(self.kernel, cache, addr)
+        self.free(addr, cache.mtype, cpu)
+        cache.live.remove(addr)
+
+    def cache_was_object(self, cache, addr: int) -> bool:
+        """Whether ``addr`` is a free object of ``cache`` (a double free); the default asks
+        ``was_chunk``, which knows malloc's chunks, not whose they were."""
+        return self.was_chunk(addr)
+
+    def cache_row(self, cache) -> dict:
+        """The default's row: the slot is the malloc class that serves the size; its slabs
+        are shared with every malloc of that class, so only the objects are the cache's."""
+        slot = cache.impl
+        cls = min((r for r in self.classes() if r["size"] >= slot), key=lambda r: r["size"], default=None)
+        page = self.machine.arch.page_size
+        return {"name": cache.name, "object_size": cache.object_size, "slab_size": cls["size"] if cls else slot,
+                "align": cache.align, "objs_per_slab": cls["objs_per_slab"] if cls else None,
+                "order": (cls["slab_bytes"] // page).bit_length() - 1 if cls else None,
+                "active_objs": len(cache.live), "num_objs": None, "active_slabs": None, "num_slabs": None}
 
     # realloc's shared steps, for backends that keep ``self.ncpus``, ``self.vm`` and the
     # ``self.live`` dict (address -> type), as the built-in ones do.

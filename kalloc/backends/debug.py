@@ -56,6 +56,7 @@ from collections import deque
 from pathlib import Path
 
 from kalloc.backends.base import bad_free, check_args
+from kalloc.cache import Cache
 from kalloc.errors import BadFree, DoubleFree, KernelPanic, Redzone, UseAfterFree
 from kalloc.flags import MAY_FAIL, ZERO
 
@@ -151,6 +152,14 @@ class DebugBackend:
                 raise KernelPanic(f"malloc: M_ZERO memory is not zero: {dirty} of {size} bytes at "
                                   f"{user:#x} (type '{mtype.name}', cpu {cpu}, {self.blocks[user].site})")
         return user
+
+    def cache_alloc(self, cache, flags=2, cpu=0):
+        """failslab covers caches too (should_failslab in slab_pre_alloc_hook): a call that
+        may fail fails as a malloc would; redzones and quarantine are malloc's only."""
+        _, f = check_args(0, flags, cpu, self.ncpus, "cache_alloc")
+        if cache.__class__ is Cache and self._inject(cache.object_size, cache.mtype, f):
+            return None
+        return self.inner.cache_alloc(cache, flags, cpu)
 
     def _padded(self, size: int) -> int:
         """What the backend is asked for ``size`` bytes: with their guards, in a request

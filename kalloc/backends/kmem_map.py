@@ -76,7 +76,8 @@ from kalloc.flags import FLAG_INT, MAY_FAIL, NOWAIT, USE_RESERVE, ZERO, MallocFl
 from kalloc.hookspecs import hookimpl
 from kalloc.machine import KMEM_OBJECT_COLOUR, VM_ALLOC_INTERRUPT, VM_ALLOC_SYSTEM
 from kalloc.malloc import MallocType
-from kalloc.vm_zone import kmem_alloc
+from kalloc.cache import Cache, cache_misuse, check_cache
+from kalloc.vm_zone import kmem_alloc, zalloc, zfree, zinit
 
 # --- tunables of 4.8 (sys/param.h, i386 param.h and vmparam.h; both kalloc arches have 4 KiB pages)
 PAGE_SHIFT = 12
@@ -582,6 +583,60 @@ class KmemMapBackend(Backend):
                 raise KernelPanic(f"free: free item {fp:#x} modified")
 
     # --- reports ---------------------------------------------------------------------------------
+    # --- object caches (kalloc.cache): FreeBSD 4.8's vm_zone ----------------------------------
+    def cache_init(self, cache) -> None:
+        """zinit(name, size rounded up to the alignment, 0, 0, zalloc): zsize, a multiple of
+        32 and of the alignment, keeps every item aligned, items being cut from page-aligned
+        refills of ``zalloc`` pages, as many as one item needs (4.8's callers chose zalloc)."""
+        a = cache.align or 1
+        size = (cache.object_size + a - 1) // a * a
+        z = zinit(self.kernel, cache.name, size, zalloc=-(-size // PAGE_SIZE))
+        if z is None:
+            raise KernelPanic(f"zinit({cache.name!r}) failed: no memory for the zone header")
+        cache.impl = z
+
+    def cache_alloc(self, cache, flags=2, cpu=0):
+        """zalloc (4.8's zalloci on SMP: one lock); M_ZERO clears the object; the ctor runs
+        at each allocation (4.8's zones have none)."""
+        _, f = check_args(0, flags, cpu, self.ncpus, "cache_alloc")
+        if cache.__class__ is not Cache or cache.destroyed or cache.kernel is not self.kernel:
+            check_cache(self.kernel, cache, "cache_alloc")
+        va = zalloc(cache.impl)
+        if va is None:
+            return None
+        if f & ZERO:
+            self.vm.zero(va, cache.object_size)
+        cache.live.add(va)
+        if cache.ctor is not None:
+            cache.ctor(self.kernel, va)
+        return va
+
+    def cache_free(self, cache, addr, cpu=0) -> None:
+        """zfree (zfreei on SMP)."""
+        check_args(0, 2, cpu, self.ncpus, "cache_free")
+        if cache.__class__ is not Cache or cache.destroyed or cache.kernel is not self.kernel:
+            check_cache(self.kernel, cache, "cache_free")
+        if addr.__class__ is not int or addr not in cache.live:
+            raise cache_misuse(self.kernel, cache, addr)
+        zfree(cache.impl, addr)
+        cache.live.remove(addr)
+
+    def cache_was_object(self, cache, addr: int) -> bool:
+        z = cache.impl
+        return z.is_item(addr) and addr not in z.live
+
+    def cache_fini(self, cache) -> None:
+        """4.8 has no zdestroy: the zone, its pages and its vm.zone line stay."""
+
+    def cache_row(self, cache) -> dict:
+        """The zone: a slab is one refill of ``zalloc`` pages, never given back."""
+        z = cache.impl
+        per = (z.zalloc * PAGE_SIZE) // z.zsize
+        return {"name": cache.name, "object_size": cache.object_size, "slab_size": z.zsize,
+                "align": cache.align, "objs_per_slab": per, "order": z.zalloc.bit_length() - 1,
+                "active_objs": z.ztotal - z.zfreecnt, "num_objs": z.ztotal, "active_slabs": len(z.ranges),
+                "num_slabs": len(z.ranges)}
+
     def classes(self) -> list:
         """The vmstat -m bucket view, one row per bucket 16 .. 8192."""
         return [{"size": kb.size, "objs_per_slab": kb.elmpercl, "slab_bytes": max(PAGE_SIZE, kb.size),

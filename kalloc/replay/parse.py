@@ -79,7 +79,7 @@ The event tuple
 ---------------
 An event is a plain tuple, the cheapest thing Python builds::
 
-    (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp, tname, call_site)
+    (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp, tname, call_site, cache)
 
 ``ts`` float seconds; ``cpu`` int; ``kind`` ``ALLOC`` or ``FREE``; ``ptr`` int, 0 for NULL;
 ``bytes_req`` and ``bytes_alloc`` ints (0 for frees); ``gfp`` the kalloc malloc flags the
@@ -88,7 +88,8 @@ cache events (``name=``), and otherwise the function of the call site, ``call_si
 ``+0x..`` and ``/0x..`` (a raw address stays as printed): for kmalloc/kfree, and for cache
 events of kernels that do not print ``name=``, where a call site stands for its cache (one
 type for all of them would put a kernel's whole slab under one type limit); ``call_site``
-the raw text.  ``EVENT_FIELDS`` names them.
+the raw text; ``cache`` whether it is a ``kmem_cache_*`` event (replay routes those to the
+backend's object cache of that name).  ``EVENT_FIELDS`` names them.
 
 GFP flags become malloc(9) flags
 --------------------------------
@@ -142,7 +143,7 @@ except ImportError:  # optional: only .zst traces need it
 
 ALLOC = 0
 FREE = 1
-EVENT_FIELDS = ("ts", "cpu", "kind", "ptr", "bytes_req", "bytes_alloc", "gfp", "tname", "call_site")
+EVENT_FIELDS = ("ts", "cpu", "kind", "ptr", "bytes_req", "bytes_alloc", "gfp", "tname", "call_site", "cache")
 
 # kalloc's malloc(9) flag values (kalloc.flags), repeated so this module needs only the stdlib.
 M_NOWAIT = 0x0001
@@ -418,12 +419,12 @@ class TraceParser:
                     if not (micros.isdigit() and micros.isascii()):   # _digits, inline
                         raise ValueError
                     mid, _, rest = rest.partition(" ptr=")
-                    kind, call_site, tails = mids[mid]
+                    kind, cache, call_site, tails = mids[mid]
                     ptr_text, sep, tail = rest.partition(" ")
                     bytes_req, bytes_alloc, gfp, tname = tails[tail or sep]
                     ptr = _pointer(ptr_text)
                     ts = (base + int(micros)) / scale
-                    event = (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp, tname, call_site)
+                    event = (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp, tname, call_site, cache)
                 except (KeyError, ValueError):
                     try:
                         event = slow(line)
@@ -483,7 +484,7 @@ class TraceParser:
         ptr_text, bytes_req, bytes_alloc, gfp, name = self._fields(kind, cache, text)
         ptr = _pointer(ptr_text)
         return (ts, cpu, kind, ptr, bytes_req, bytes_alloc, gfp,
-                function if name is None else name, call_site)
+                function if name is None else name, call_site, cache)
 
     def _fields(self, kind: int, cache: bool, text: str):
         """The fields after "ptr=": (pointer text, bytes_req, bytes_alloc, gfp, name), name
@@ -544,17 +545,17 @@ class TraceParser:
             if head[:-6] not in self._heads:
                 self._learn_head(head[:-6])
             entry = self._mids.get(mid) or self._learn_mid(mid)
-            if (tail or sep) not in entry[2]:
-                self._learn_tail(mid, entry[2], tail or sep)
+            if (tail or sep) not in entry[3]:
+                self._learn_tail(mid, entry[3], tail or sep)
         except ValueError:      # a piece the fast path cannot take: parse_line decides
             pass
         return self.parse_line(line)
 
     def _learn_mid(self, mid: str):
         """"kmem:kfree: call_site=f+0x4" (event name, maybe padded, and call site) ->
-        (kind, call_site, {} to be filled by _learn_tail)."""
-        kind, _, call_site, _ = self._mid_spec(mid)
-        return self._remember(self._mids, mid, (kind, call_site, {}))
+        (kind, is a cache event, call_site, {} to be filled by _learn_tail)."""
+        kind, cache, call_site, _ = self._mid_spec(mid)
+        return self._remember(self._mids, mid, (kind, cache, call_site, {}))
 
     def _mid_spec(self, mid: str):
         """(kind, is a cache event, call_site, function) of the text between the
@@ -580,7 +581,7 @@ class TraceParser:
         if self._tails > _CACHE_LIMIT:      # the dicts of all call sites together
             self._tails = 1
             for entry in self._mids.values():
-                entry[2].clear()
+                entry[3].clear()
         tails[key] = value = (bytes_req, bytes_alloc, gfp, tname)
         return value
 

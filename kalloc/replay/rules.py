@@ -28,7 +28,13 @@ The rules
 Operations are tuples::
 
     (cpu, MALLOC, key, size, flags, tname, ts)     size = bytes_req, flags = malloc(9) flags
-    (cpu, FREE, key, ts)
+    (cpu, CACHE_ALLOC, key, size, flags, tname, bytes_alloc, ts)
+                                                   a kmem_cache_alloc* event: an object of the
+                                                   cache ``tname`` (its name=), whose object
+                                                   size is bytes_req and whose slot the kernel
+                                                   made bytes_alloc bytes
+    (cpu, FREE, key, ts)                           a free of either (the allocation decides:
+                                                   Linux's kfree takes cache objects too)
 
 ``ts`` is the event's timestamp in seconds (an implicit free takes the timestamp of the
 allocation that revealed it); it comes last so a driver that ignores time can slice it off.
@@ -64,6 +70,7 @@ from kalloc.replay.parse import ALLOC, WINDOW, TraceParser, open_trace
 
 MALLOC = 0
 FREE = 1
+CACHE_ALLOC = 2
 
 COUNTERS = ("events", "allocs", "frees", "null_frees", "unknown_frees", "implicit_frees",
             "failed_allocs", "unparsed", "live_end", "peak_live_requested_bytes",
@@ -117,7 +124,7 @@ def replay_ops(parser_events, stats: TraceStats):
     peak = stats.peak_live_requested_bytes
     allocs = frees = key = 0
     try:
-        for ts, cpu, kind, ptr, size, _alloc, flags, tname, _site in parser_events:
+        for ts, cpu, kind, ptr, size, alloc, flags, tname, _site, cache in parser_events:
             if kind == ALLOC:
                 allocs += 1
                 if not ptr:
@@ -132,7 +139,8 @@ def replay_ops(parser_events, stats: TraceStats):
                 live_bytes += size
                 if live_bytes > peak:
                     peak = live_bytes
-                yield (cpu, MALLOC, key, size, flags, tname, ts)
+                yield ((cpu, CACHE_ALLOC, key, size, flags, tname, alloc, ts) if cache else
+                       (cpu, MALLOC, key, size, flags, tname, ts))
                 key += 1
             else:
                 frees += 1

@@ -58,7 +58,7 @@ from kalloc.harness import RunSpec, Simulator, boot_for, check_warmup, record
 from kalloc.malloc import MAX_CPUS
 from kalloc.provenance import sha256
 from kalloc.replay.parse import TraceParser, open_trace, zstandard
-from kalloc.replay.rules import MALLOC, TraceStats, replay_ops
+from kalloc.replay.rules import CACHE_ALLOC, MALLOC, TraceStats, replay_ops
 
 LOOKAHEAD = 10000
 BATCH = 4096            # operations per message from the reader process
@@ -157,8 +157,9 @@ class _Replay:
         self.spec = spec
         self.sim = Simulator(boot_for(spec), model, spec.warmup)
         self.extra = {"would_sleep": 0, "folded_cpu_events": 0}
+        self.kernel_slab: dict = {}           # cache name -> its slot in the traced kernel
         self.panic = None
-        self.driver = _drive(self.sim, ts0, model.clock_hz, spec.ncpus, self.extra)
+        self.driver = _drive(self.sim, ts0, model.clock_hz, spec.ncpus, self.extra, self.kernel_slab)
         next(self.driver)
         self.seconds = _time.perf_counter() - t
 
@@ -177,7 +178,10 @@ class _Replay:
 
     def record(self, counts: dict, path, digest: str | None, reading: float) -> dict:
         trace = {**counts, **self.extra, "path": str(path), "sha256": digest}
-        return record(self.spec, self.sim, {"params": {}, "trace": trace}, reading + self.seconds, self.panic)
+        rec = record(self.spec, self.sim, {"params": {}, "trace": trace}, reading + self.seconds, self.panic)
+        for row in rec["caches"]:                 # the traced kernel's slot beside the backend's
+            row["kernel_slab_size"] = self.kernel_slab.get(row["name"])
+        return rec
 
 
 class _LocalSource:
@@ -297,17 +301,18 @@ def _unreadable(path, e: Exception) -> ValueError:
     return ValueError(f"{path}: corrupt or truncated trace ({e})")
 
 
-def _drive(sim: Simulator, ts0: float, hz: int, ncpus: int, extra: dict):
+def _drive(sim: Simulator, ts0: float, hz: int, ncpus: int, extra: dict, kernel_slab: dict):
     """The driver of one simulator, a generator: send it each batch of operations in
     turn, then None at the end of the trace.  Issues each operation at its trace time on
-    its CPU (see the module docstring), through the simulator's ``malloc_at`` and
-    ``free_at``, as threads' operations go.
+    its CPU (see the module docstring), through the simulator's ``malloc_at``,
+    ``cache_alloc_at`` and ``free_at``, as threads' operations go.  ``kernel_slab`` gets each
+    cache's slot size in the traced kernel (bytes_alloc at first sight).
 
     NOTE: the inner loop runs once per operation of traces of millions of lines, so it
     binds what it uses to locals.  A replay has no threads, so no free has sleepers to wake."""
     handles = sim.handles  # the replay keys are the harness handles
     mtypes, new_mtype = sim.mtypes, sim._mtype
-    malloc_at, free_at = sim.malloc_at, sim.free_at
+    malloc_at, free_at, cache_alloc_at = sim.malloc_at, sim.free_at, sim.cache_alloc_at
     zero_idle = sim.zero_idle
     engine = sim.engine
     queue, clock = engine.queue, sim.clock
@@ -327,7 +332,18 @@ def _drive(sim: Simulator, ts0: float, hz: int, ncpus: int, extra: dict):
                 now = clock[cpu]
             elif zero_idle is not None and now > clock[cpu]:
                 sim._idle(cpu, clock[cpu], now)
-            if op[1] == MALLOC:
+            kind = op[1]
+            if kind == CACHE_ALLOC:
+                _, _, key, size, flags, tname, alloc, _ = op
+                if tname not in kernel_slab:
+                    kernel_slab[tname] = alloc
+                try:
+                    cache_alloc_at(cpu, now, tname, size, flags, 0, 0, key)
+                except Deadlock:
+                    sim.unpriced()
+                    extra["would_sleep"] += 1
+                    sim.ops["failed"] += 1
+            elif kind == MALLOC:
                 _, _, key, size, flags, tname, _ = op
                 mt = mtypes.get(tname) or new_mtype(tname)
                 try:

@@ -10,7 +10,12 @@ memory is held for most of the run and fragmentation, not speed, is what differs
 
 Parameters: ``cache`` objects per CPU, ``turnover`` replacements per CPU, ``big_every``
 replacements between large buffers, ``work_cycles`` per replacement (four times that while a
-large buffer is held; half of it for each object of the cache fill and of the final release).
+large buffer is held; half of it for each object of the cache fill and of the final release),
+``caches``: 1 (the default) takes vnodes and in-core inodes from object caches (kalloc.cache),
+as getnewvnode's ``vnode_zone`` did in FreeBSD 4 and the "FFS inode" UMA zone (Linux's inode
+caches) since; 0 mallocs them as before.  Name-cache entries stay mallocs: their size is the
+name's (4.x's ``MALLOC(ncp, ..., sizeof *ncp + cnp->cn_namelen, M_VFSCACHE)``), which no
+object cache of one size serves.
 
 Calibration (docs/calibration.md, made by docs/calibration.py), from the ``fs`` trace
 (file-system work) and its ``fs-metadata`` family (dentry, the inode caches, ext4's caches and
@@ -38,16 +43,18 @@ cache and the large buffers use exist.
 from collections import deque
 
 from kalloc.flags import M_WAITOK
-from kalloc.workload import Workload, free, malloc, work
+from kalloc.workload import Workload, cache_alloc, free, malloc, work
 
 KINDS = (("vnodes", 200, 200), ("FFS node", 250, 250), ("namecache", 64, 128),
          ("dirhash", 32, 96), ("softdep", 40, 160))
+CACHED = frozenset(("vnodes", "FFS node"))      # the kinds of one size that caches serve
 
 
 class Fs(Workload):
     NAME = "fs"
     DESCRIPTION = "file system: long-lived vnodes/inodes/namecache of many types, slow LRU turnover, big buffers"
-    PARAMS = {"cache": 3500, "turnover": 3000, "big_every": 50, "work_cycles": 14000}
+    PARAMS = {"cache": 3500, "turnover": 3000, "big_every": 50, "work_cycles": 14000, "caches": 1}
+    LIMITS = {"caches": (0, 1)}
 
     @staticmethod
     def warmup_ops(params, ncpus):
@@ -56,21 +63,22 @@ class Fs(Workload):
     def threads(self, ctx):
         return [(cpu, f"fs{cpu}", self.fs(ctx, cpu)) for cpu in range(ctx.ncpus)]
 
-    def _object(self, rng):
+    def _object(self, rng, caches: int):
         kind, lo, hi = rng.choice(KINDS)
-        return malloc(rng.randint(lo, hi), kind, M_WAITOK)
+        size = rng.randint(lo, hi)
+        return cache_alloc(kind, size, M_WAITOK) if caches and kind in CACHED else malloc(size, kind, M_WAITOK)
 
     def fs(self, ctx, cpu):
         p = ctx.params
         rng = ctx.rng(f"fs{cpu}")
         lru = deque()
         for _ in range(p["cache"]):
-            lru.append((yield self._object(rng)))
+            lru.append((yield self._object(rng, p["caches"])))
             yield work(p["work_cycles"] // 2)
         for i in range(p["turnover"]):
             if lru:
                 yield free(lru.popleft())
-            lru.append((yield self._object(rng)))
+            lru.append((yield self._object(rng, p["caches"])))
             yield work(p["work_cycles"])
             if p["big_every"] and i % p["big_every"] == 0:
                 buf = yield malloc(rng.choice((16384, 32768, 65536)), "cluster_read", M_WAITOK)

@@ -19,8 +19,9 @@ Parameters: ``ring`` buffers held, ``packets`` to receive, ``gap_cycles`` the NI
 time between packets (mean, exponential: CPU 0 is idle, ``idle``, unless something else runs
 there), ``rx_cycles`` of interrupt-handler work per packet (also per ring buffer at attach
 and detach), ``large_fraction`` of packets needing a cluster, ``proto_cycles`` of protocol
-work per packet, ``ifq_maxlen`` (0: no limit).  The mean gap is at least 1 cycle and the
-fraction within 0..1.
+work per packet, ``ifq_maxlen`` (0: no limit), ``caches`` (1: mbufs and clusters are objects
+of the caches "mbuf" and "mbuf_cluster", kalloc.cache; 0: mallocs of those types).  The mean
+gap is at least 1 cycle and the fraction within 0..1.
 
 Calibration (docs/calibration.md, made by docs/calibration.py).  The traces contain no
 network family (one skbuff_head_cache event in exec), so the whole ``exec`` trace is used:
@@ -43,18 +44,25 @@ operations a packet: the ring is full and the protocol queue has reached its wor
 """
 
 from kalloc.flags import M_NOWAIT, M_WAITOK
-from kalloc.workload import Workload, free, get, idle, malloc, put, work
+from kalloc.workload import Workload, cache_alloc, free, get, idle, malloc, put, work
 
 MSIZE = 256
 MCLBYTES = 2048
+
+
+def _buffer(p: dict, size: int, name: str, flags: int) -> tuple:
+    """An mbuf or a cluster: an object of its cache (``caches``, the default: mbufs and
+    clusters never came from malloc, but from mb_map's own free lists in 4.x and UMA zones
+    since 5.x), or a malloc of that type (``caches=0``, kalloc before object caches)."""
+    return cache_alloc(name, size, flags) if p["caches"] else malloc(size, name, flags)
 
 
 class Net(Workload):
     NAME = "net"
     DESCRIPTION = "NIC receive interrupts allocate mbufs/clusters (M_NOWAIT) on CPU 0, protocol threads free them"
     PARAMS = {"ring": 2350, "packets": 15000, "gap_cycles": 13500, "rx_cycles": 3500, "large_fraction": 0.4,
-              "proto_cycles": 8700, "ifq_maxlen": 50}
-    LIMITS = {"gap_cycles": (1, None), "large_fraction": (0, 1)}
+              "proto_cycles": 8700, "ifq_maxlen": 50, "caches": 1}
+    LIMITS = {"gap_cycles": (1, None), "large_fraction": (0, 1), "caches": (0, 1)}
 
     @staticmethod
     def warmup_ops(params, ncpus):
@@ -72,13 +80,13 @@ class Net(Workload):
         rng = ctx.rng("rx")
         ring = []
         for _ in range(p["ring"]):
-            ring.append((yield malloc(MSIZE, "mbuf", M_WAITOK)))
+            ring.append((yield _buffer(p, MSIZE, "mbuf", M_WAITOK)))
             yield work(p["rx_cycles"])
         head = 0
         for i in range(p["packets"]):
             yield idle(int(rng.expovariate(1 / p["gap_cycles"])) + 1)
             yield work(p["rx_cycles"])
-            m = yield malloc(MSIZE, "mbuf", M_NOWAIT)
+            m = yield _buffer(p, MSIZE, "mbuf", M_NOWAIT)
             if m is None:
                 ctx.count("drops")
                 continue
@@ -87,7 +95,7 @@ class Net(Workload):
                 head = (head + 1) % len(ring)
             cl = None
             if rng.random() < p["large_fraction"]:
-                cl = yield malloc(MCLBYTES, "mbuf_cluster", M_NOWAIT)
+                cl = yield _buffer(p, MCLBYTES, "mbuf_cluster", M_NOWAIT)
                 if cl is None:
                     ctx.count("drops")
                     yield free(m)
