@@ -41,13 +41,15 @@ def to_json(data) -> str:
     return json.dumps(_strict(data), indent=2, allow_nan=False) + "\n"
 
 
-def flatten(rec: dict, prefix: str = "") -> dict:
+def flatten(rec: dict, prefix: str = "", lists: bool = False) -> dict:
+    """Nested tables as one level of dotted keys ({"a": {"b": 1}} -> {"a.b": 1}); a list is
+    one value with ``lists``, else left out (a CSV cell holds no list)."""
     out = {}
     for k, v in rec.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif not isinstance(v, list):
+            out.update(flatten(v, key + ".", lists))
+        elif lists or not isinstance(v, list):
             out[key] = v
     return out
 

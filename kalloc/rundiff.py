@@ -13,6 +13,7 @@ import json
 
 from tabulate import tabulate
 
+from kalloc.export import flatten
 from kalloc.harness import labels
 
 METRICS = (("throughput", ("sim", "throughput_ops_per_mcycle")), ("p99", ("latency", "malloc", "p99")),
@@ -36,15 +37,10 @@ def _ratio(a, b):
     return None if a is None or b is None or not a else b / a
 
 
-def _flat(value, key: str) -> dict:
-    if isinstance(value, dict):
-        return {k2: v2 for k, v in value.items() for k2, v2 in _flat(v, f"{key}.{k}").items()}
-    return {key: value}
-
-
 def settings(r: dict) -> dict:
     """The record's settings and provenance, flat (``costs.ipi_send``; a list is one value)."""
-    return {k: v for key in SETTINGS for k, v in _flat(_dig(r, tuple(key.split("."))), key).items()}
+    return {k: v for key in SETTINGS
+            for k, v in flatten({key: _dig(r, tuple(key.split(".")))}, lists=True).items()}
 
 
 def diff(a: list, b: list) -> dict:

@@ -41,6 +41,7 @@ from kalloc.backends.base import COMMON_OPTIONS, resolve_options
 from kalloc.config import _int, _text, parse_value
 from kalloc.costs import CostModel
 from kalloc.executors import run_grid
+from kalloc.export import flatten
 from kalloc.harness import RunSpec, labels
 from kalloc.workload import resolve_params
 
@@ -255,26 +256,15 @@ def vary_from(cli_items, section: dict, backends, workloads) -> list:
         pairs = [parse_vary(t, backends, workloads) for t in cli_items]
     else:
         vary = section.get("vary") or []
-        if isinstance(vary, dict):
-            pairs = [(k, parse_values(resolve_key(k, backends, workloads), v)) for k, v in _dotted(vary).items()]
+        if isinstance(vary, dict):               # TOML reads cost.ipi_send = "..." as a table: dotted again
+            pairs = [(k, parse_values(resolve_key(k, backends, workloads), v))
+                     for k, v in flatten(vary, lists=True).items()]
         else:
             pairs = [parse_vary(t, backends, workloads) for t in vary]
     if not pairs:
         raise ValueError("sweep needs something to vary: --vary KEY=SPEC (or vary in the file's [sweep])")
     _check_distinct([k for k, _ in pairs], backends, workloads)
     return pairs
-
-
-def _dotted(table: dict, prefix: str = "") -> dict:
-    """TOML reads an unquoted ``cost.ipi_send = "..."`` as {"cost": {"ipi_send": "..."}}: the
-    keys as written, dotted again."""
-    out = {}
-    for k, v in table.items():
-        if isinstance(v, dict):
-            out.update(_dotted(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _targets(key: Key) -> set:
