@@ -505,16 +505,7 @@ class Simulator:
         """One priced malloc on ``cpu`` at ``now``: (handle or None, end time).  ``h``: the
         handle to bind (replay uses its keys); None, the next number."""
         self.metrics.live_changed(now)           # the state the last operation left, up to now
-        addr = self.k_malloc(size, mt, flags, cpu)
-        ops = self.ops
-        ops["malloc"] += 1
-        if addr is None:
-            ops["failed"] += 1
-            return None, self._priced(cpu, now, self._lat_m, ALLOC)
-        if self.coherent and self.chunk_cpu.pop(addr, cpu) != cpu:
-            self.m.lines.misses += 1             # the chunk's line is in the freeing CPU's cache
-        h = self._bind(addr, mt, size, flags, h)
-        return h, self._priced(cpu, now, self._lat_m, ALLOC)
+        return self._allocated(cpu, now, self.k_malloc(size, mt, flags, cpu), mt, size, flags, h)
 
     def cache_alloc_at(self, cpu: int, now: int, name: str, size: int, flags: int, align: int = 0,
                        cache_flags: int = 0, h=None):
@@ -529,15 +520,19 @@ class Simulator:
             self.caches[name] = cache, slot
             self.pricing.drop()
         self.metrics.live_changed(now)
-        addr = self.k.cache_alloc(cache, flags, cpu)
+        return self._allocated(cpu, now, self.k.cache_alloc(cache, flags, cpu), cache, size, flags, h, slot)
+
+    def _allocated(self, cpu: int, now: int, addr, owner, size: int, flags: int, h, usable=None):
+        """A malloc or cache_alloc that ran on ``cpu`` from ``now`` returned ``addr``: counted,
+        its chunk's line, its handle (``_bind``), priced.  Returns (handle or None, end)."""
         ops = self.ops
         ops["malloc"] += 1
         if addr is None:
             ops["failed"] += 1
             return None, self._priced(cpu, now, self._lat_m, ALLOC)
         if self.coherent and self.chunk_cpu.pop(addr, cpu) != cpu:
-            self.m.lines.misses += 1
-        h = self._bind(addr, cache, size, flags, h, slot)
+            self.m.lines.misses += 1             # the chunk's line is in the freeing CPU's cache
+        h = self._bind(addr, owner, size, flags, h, usable)
         return h, self._priced(cpu, now, self._lat_m, ALLOC)
 
     def free_at(self, cpu: int, now: int, h) -> int:
