@@ -220,3 +220,16 @@ def test_options_checked():
         kalloc.boot("slub", slub_min_order=4, slub_max_order=2)
     k = kalloc.boot("slub", ncpus=2, slub_max_order=0)
     assert max(s.geo.order for s in k.backend.caches) == 1      # 8k needs its own order: get_order
+
+
+def test_krealloc_keeps_a_block_in_place_while_ksize_covers_it():
+    """__do_krealloc returns p when the new size fits ksize(p): a 65-byte block in kmalloc-96
+    shrunk to 64 keeps its 96-byte slot, at an address that is not 64-aligned (so the
+    conformance suite checks natural alignment only of blocks malloc or a moving realloc gives)."""
+    k, _, t = boot(ncpus=1)
+    k.malloc(65, t, M_WAITOK, 0)
+    b = k.malloc(65, t, M_WAITOK, 0)
+    assert k.usable_size(b) == 96 and b % 64
+    assert k.realloc(b, 64, t, M_WAITOK, 0) == b
+    moved = k.realloc(b, 97, t, M_WAITOK, 0)
+    assert moved != b and k.usable_size(moved) == 128 and moved % 128 == 0
