@@ -106,12 +106,14 @@ class RunSpec:
 
 
 class _Thread:
-    __slots__ = ("name", "cpu", "gen", "op", "waiting")
+    __slots__ = ("name", "cpu", "gen", "send", "args", "op", "waiting")
 
     def __init__(self, name, cpu, gen):
         self.name, self.cpu, self.gen = name, cpu, gen
+        self.send = gen.send         # bound once: the harness sends a result per operation
+        self.args = (self,)          # the arguments of its _exec events
         self.op = None
-        self.waiting = None  # what it sleeps on, for the deadlock report
+        self.waiting = None  # the Deadlock it sleeps on in a backend, for the deadlock report
 
 
 class Simulator:
@@ -189,7 +191,7 @@ class Simulator:
         self.clock[cpu] = self.irq_ok[cpu] = end
         mt = self.metrics
         if lat is not None:
-            lat[took] = lat.get(took, 0) + 1
+            lat[took] += 1
         if self.pricing.shootdowns and self.pricing.per_page:
             self._invalidate_others(cpu, end, self.pricing.shootdowns)
         if self.pending:
@@ -330,15 +332,16 @@ class Simulator:
         """Send ``value`` to the thread and run what needs no event: work right after its
         operation (its CPU still free at ``ready``), ``idle``, ``read`` and ``write``.  Returns
         when the next operation is due (``t.op``), or None when the thread has ended."""
-        send = t.gen.send
+        send = t.send
         clock = self.clock
         cpu = t.cpu
+        fold = not self.giant
         try:
             while True:
                 op = send(value)
                 code = op[0]
                 value = None
-                if code == WORK and not self.giant and clock[cpu] == ready:
+                if code == WORK and fold and clock[cpu] == ready:
                     c = op[1]
                     ready += c
                     clock[cpu] = ready
@@ -386,23 +389,26 @@ class Simulator:
         engine = self.engine
         queue = engine.queue
         clock = self.clock
+        cpu = t.cpu
+        zero_idle, debug, mtypes = self.zero_idle, self.debug, self.mtypes
         while True:
             now = engine.now
-            cpu = t.cpu
             if clock[cpu] > now:
                 engine.schedule(clock[cpu], self._exec, t)
                 return
-            if self.zero_idle is not None and clock[cpu] < now:
+            if zero_idle is not None and clock[cpu] < now:
                 self._idle(cpu, clock[cpu], now)
-            if self.debug:
+            if debug:
                 self.be.site_hint = f"thread {t.name} (cpu {cpu}) at cycle {now}"
             try:
                 op = t.op
-                if op[0] == MALLOC:              # the two that matter, without a call to _do
-                    mt = self.mtypes.get(op[2]) or self._mtype(op[2])
-                    result, end = self.malloc_at(cpu, now, op[1], mt, op[3])
-                elif op[0] == FREE:
+                code = op[0]
+                if code == MALLOC:               # the three that matter, without a call to _do
+                    result, end = self.malloc_at(cpu, now, op[1], mtypes.get(op[2]) or self._mtype(op[2]), op[3])
+                elif code == FREE:
                     result, end = None, self.free_at(cpu, now, op[1])
+                elif code == CACHE_ALLOC:
+                    result, end = self.cache_alloc_at(cpu, now, op[1], op[2], op[3], op[4], op[5])
                 else:
                     result, end = self._do(t, now)
             except Deadlock as e:
@@ -419,12 +425,12 @@ class Simulator:
             if ready is None:
                 return
             if queue and queue[0][0] <= ready:
-                heappush(queue, (ready, NORMAL, next(engine._seq), self._exec, (t,)))
+                heappush(queue, (ready, NORMAL, next(engine._seq), self._exec, t.args))
                 return
             engine.now = ready           # nothing else happens before: run it here
 
     def _do(self, t: _Thread, now: int):
-        """The operations other than malloc and free (which _exec runs itself)."""
+        """The operations other than malloc, cache_alloc and free (which _exec runs itself)."""
         op = t.op
         code = op[0]
         cpu = t.cpu
@@ -433,7 +439,6 @@ class Simulator:
             waiting = self.waiters.get(id(q))
             if waiting:
                 w = waiting.pop(0)
-                w.waiting = None
                 self._resume(w, op[2], max(now, self.clock[w.cpu]))
             else:
                 q.append(op[2])
@@ -442,11 +447,8 @@ class Simulator:
             q = op[1]
             if q:
                 return q.popleft(), now
-            t.waiting = f"{t.name} on cpu {cpu} waits on an empty queue"
             self.waiters.setdefault(id(q), []).append(t)
             return _BLOCK, now
-        if code == CACHE_ALLOC:
-            return self.cache_alloc_at(cpu, now, op[1], op[2], op[3], op[4], op[5])
         if code == REALLOC:
             return self._realloc(t, op, now)
         if code == CALL:
@@ -596,7 +598,9 @@ class Simulator:
         self.engine.run()
         stuck = self.blocked + [t for ts in self.waiters.values() for t in ts]
         if stuck:
-            raise Deadlock("deadlock: " + "; ".join(t.waiting for t in stuck),
+            why = [t.waiting for t in self.blocked]
+            why += [f"{t.name} on cpu {t.cpu} waits on an empty queue" for ts in self.waiters.values() for t in ts]
+            raise Deadlock("deadlock: " + "; ".join(why),
                            channel=[t.name for t in stuck])
 
     # --- phases and the record ----------------------------------------------------------------------

@@ -48,6 +48,8 @@ measured phase.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 LATENCY_KINDS = ("malloc", "free", "ipi_handler")
 QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
 
@@ -101,7 +103,7 @@ class Metrics:
 
     def _start_phase(self, now: int, snap) -> None:
         n = self.ncpus
-        self.lat = {k: {} for k in LATENCY_KINDS}
+        self.lat = {k: defaultdict(int) for k in LATENCY_KINDS}
         self.alloc, self.wait, self.handler, self.work, self.calls = ([0] * n for _ in range(5))
         self.t0, self.snap = now, snap
         self.peak_fp = self.fp

@@ -18,8 +18,8 @@ the start of the next, so each section costs one read of every counter::
     pages_mapped + pages_unmapped ipi_send (2003 model, SMP)      VM: smp_invltlb per page entered/removed
     bytes_zeroed, bytes_copied    zero_per_kbyte, copy_per_kbyte  VM (per KiB, rounded down)
 
-The three counters the fast paths move (locks, critical sections, cold allocations) are
-priced one by one; the others are compared as one tuple and priced only when something
+The four counters the fast paths move (locks, critical sections, cold allocations, and the
+coherence misses of the shared type counters on SMP) are priced one by one; the others are compared as one tuple and priced only when something
 moved.  Which part of an operation's cycles holds the global lock is the harness's
 business (kalloc.harness); ``take`` reports the cycles of bzero apart, since a backend
 may zero outside its lock (``ZERO_UNDER_LOCK``).
@@ -41,11 +41,12 @@ def lock_price(costs, ncpus: int, kernel_build: str) -> int:
 class Pricing:
     """One kernel's counters and the prices of a cost model."""
 
-    __slots__ = ("be", "vm", "m", "last", "p_lock", "p_crit", "p_cold", "p_cas", "p_coh", "p_ipi", "p_page",
+    __slots__ = ("be", "vm", "m", "lines", "last", "p_lock", "p_crit", "p_cold", "p_cas", "p_coh", "p_ipi", "p_page",
                  "p_shoot", "p_zero", "p_copy", "metrics", "page_size", "shootdowns", "zero_cycles", "per_page")
 
     def __init__(self, kernel, costs, metrics, kernel_build: str = "auto", tlb_model: str = "2003"):
         self.be, self.vm, self.m = kernel.backend, kernel.vm, kernel.machine
+        self.lines = self.m.lines
         n = self.m.ncpus
         self.p_lock = lock_price(costs, n, kernel_build)
         self.p_crit, self.p_cold = costs.crit_section, costs.cache_miss
@@ -64,8 +65,8 @@ class Pricing:
 
     def read(self) -> tuple:
         be, vm, m = self.be, self.vm, self.m
-        return (be.lock_acquires, be.crit_sections, be.cold_allocs,
-                (be.remote_cas, m.lines.misses, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
+        return (be.lock_acquires, be.crit_sections, be.cold_allocs, self.lines.misses,
+                (be.remote_cas, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
                  vm.bytes_zeroed, vm.bytes_copied, m.free_count, vm.pages_unmapped))
 
     def drop(self) -> None:
@@ -78,25 +79,24 @@ class Pricing:
         taken).  When something rare moved, ``shootdowns`` and ``zero_cycles`` hold that
         part (else 0), and a changed footprint is passed to the metrics."""
         be, vm, m = self.be, self.vm, self.m
-        lock, crit, cold = be.lock_acquires, be.crit_sections, be.cold_allocs
-        rare = (be.remote_cas, m.lines.misses, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
+        lock, crit, cold, coh = be.lock_acquires, be.crit_sections, be.cold_allocs, self.lines.misses
+        rare = (be.remote_cas, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
                 vm.bytes_zeroed, vm.bytes_copied, m.free_count, vm.pages_unmapped)
-        l0, c0, k0, r0 = self.last
-        self.last = (lock, crit, cold, rare)
-        cost = (lock - l0) * self.p_lock + (crit - c0) * self.p_crit + (cold - k0) * self.p_cold
+        l0, c0, k0, h0, r0 = self.last
+        self.last = (lock, crit, cold, coh, rare)
+        cost = (lock - l0) * self.p_lock + (crit - c0) * self.p_crit + (cold - k0) * self.p_cold + (coh - h0) * self.p_coh
         if rare == r0:
             self.shootdowns = self.zero_cycles = 0
             return cost, lock != l0
-        cas, coh, ipis, pages, shoot, zeroed, copied, free_count, unmapped = rare
+        cas, ipis, pages, shoot, zeroed, copied, free_count, unmapped = rare
         if self.per_page:             # 2003: one invalidation IPI per page entered or removed
-            shoot = (pages - r0[3]) + (unmapped - r0[8])
+            shoot = (pages - r0[2]) + (unmapped - r0[7])
         else:                         # sync: one shootdown per unmapping
-            shoot -= r0[4]
+            shoot -= r0[3]
         self.shootdowns = shoot
-        self.zero_cycles = zero = (zeroed - r0[5]) * self.p_zero // 1024
-        cost += ((cas - r0[0]) * self.p_cas + (coh - r0[1]) * self.p_coh + (ipis - r0[2]) * self.p_ipi
-                 + (pages - r0[3]) * self.p_page + shoot * self.p_shoot + zero
-                 + (copied - r0[6]) * self.p_copy // 1024)
-        if free_count != r0[7]:                  # pages changed hands: a new footprint
+        self.zero_cycles = zero = (zeroed - r0[4]) * self.p_zero // 1024
+        cost += ((cas - r0[0]) * self.p_cas + (ipis - r0[1]) * self.p_ipi + (pages - r0[2]) * self.p_page
+                 + shoot * self.p_shoot + zero + (copied - r0[5]) * self.p_copy // 1024)
+        if free_count != r0[6]:                  # pages changed hands: a new footprint
             self.metrics.fp = (m.npages - free_count) * self.page_size
         return cost, lock != l0

@@ -60,23 +60,22 @@ import reprlib
 from collections import deque
 
 from kalloc.errors import expected
-from kalloc.flags import flag_names, plain_flags
+from kalloc.flags import FLAG_INT, MallocFlags, flag_names, plain_flags
 
 MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL, IDLE, CACHE_ALLOC = range(11)
 NAMES = ("malloc", "free", "realloc", "write", "read", "work", "put", "get", "call", "idle", "cache_alloc")
 ARITY = (4, 2, 4, 3, 3, 2, 3, 2, 3, 2, 6)     # the length of each operation's tuple
 
 
-def _flags(flags) -> int:
-    return plain_flags(flags)
-
-
 def malloc(size: int, type_name: str, flags=0x2) -> tuple:
-    return (MALLOC, size, type_name, _flags(flags))
+    f = FLAG_INT.get(flags, -1)                  # valid flags, an int or MallocFlags: a plain int
+    if f < 0 or flags.__class__ is not int and flags.__class__ is not MallocFlags:
+        f = plain_flags(flags)                   # (True and 2.0 hash as flags: the error)
+    return (MALLOC, size, type_name, f)
 
 
 def cache_alloc(cache: str, size: int, flags=0x2, align: int = 0, cache_flags: int = 0) -> tuple:
-    return (CACHE_ALLOC, cache, size, _flags(flags), align, cache_flags)
+    return (CACHE_ALLOC, cache, size, plain_flags(flags), align, cache_flags)
 
 
 def free(handle) -> tuple:
@@ -84,7 +83,7 @@ def free(handle) -> tuple:
 
 
 def realloc(handle, size: int, flags=0x2) -> tuple:
-    return (REALLOC, handle, size, _flags(flags))
+    return (REALLOC, handle, size, plain_flags(flags))
 
 
 def write(handle, data: bytes) -> tuple:
