@@ -50,7 +50,10 @@ FLAG_INT = {
 
 def plain_flags(flags) -> int:
     """Valid flags as a plain int, else the error that says what is wrong with them."""
-    f = FLAG_INT.get(flags, -1)
+    try:
+        f = FLAG_INT[flags]
+    except (KeyError, TypeError):                # TypeError: unhashable, so no flags either
+        f = -1
     if f < 0 or isinstance(flags, bool) or not isinstance(flags, int):
         raise bad_flags(flags)
     return f

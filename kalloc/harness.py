@@ -106,12 +106,11 @@ class RunSpec:
 
 
 class _Thread:
-    __slots__ = ("name", "cpu", "gen", "send", "args", "op", "waiting")
+    __slots__ = ("name", "cpu", "gen", "send", "op", "waiting")
 
     def __init__(self, name, cpu, gen):
         self.name, self.cpu, self.gen = name, cpu, gen
         self.send = gen.send         # bound once: the harness sends a result per operation
-        self.args = (self,)          # the arguments of its _exec events
         self.op = None
         self.waiting = None  # the Deadlock it sleeps on in a backend, for the deadlock report
 
@@ -162,6 +161,7 @@ class Simulator:
         self.pricing = Pricing(kernel, costs, self.metrics, self.mech["kernel_build"], self.mech["tlb_model"])
         self._base, self._handoff = costs.op_base, costs.lock_handoff
         self._lat_m, self._lat_f = self.metrics.lat["malloc"], self.metrics.lat["free"]
+        self._step = self._exec      # the thread-step callback, bound once (one event per operation)
         self.m.ipi_handler = self._ipi
         self.m.passive_handler = self._passive
         self.debug = isinstance(be, DebugBackend)
@@ -173,27 +173,27 @@ class Simulator:
         an interrupt's entry and exit), the lock, its latency (into ``lat``), the interrupts it
         caused; returns its end.  ``kind``: which of the per-CPU sums it goes to (ALLOC,
         HANDLER, CALLS); an ALLOC one is also counted, and the warm-up may end with it."""
-        cost, locked = self.pricing.take()
+        pr = self.pricing
+        cost, locked = pr.take()
         cost += self._base + extra
-        wait = 0
+        mt = self.metrics
         if locked or self.giant:
             free_at = self.lock_free_at
-            if start < free_at:
-                wait = free_at - start
+            wait = free_at - start if start < free_at else 0
             if self.lock_owner != cpu and self.lock_owner != -1:
                 cost += self._handoff
-            hold = cost - self.pricing.zero_cycles if self.unlocked_zero else cost
-            self.lock_free_at = start + wait + hold
+            self.lock_free_at = start + wait + (cost - pr.zero_cycles if self.unlocked_zero else cost)
             self.lock_owner = cpu
-            self.metrics.wait[cpu] += wait
-        took = wait + cost
+            mt.wait[cpu] += wait
+            took = wait + cost
+        else:
+            took = cost
         end = start + took
         self.clock[cpu] = self.irq_ok[cpu] = end
-        mt = self.metrics
         if lat is not None:
             lat[took] += 1
-        if self.pricing.shootdowns and self.pricing.per_page:
-            self._invalidate_others(cpu, end, self.pricing.shootdowns)
+        if pr.shootdowns and pr.per_page:
+            self._invalidate_others(cpu, end, pr.shootdowns)
         if self.pending:
             self._send_pending(end)
         if kind:
@@ -238,13 +238,14 @@ class Simulator:
             self._idle(dst, self.clock[dst], start)
         return start
 
-    def _arrive(self, dst: int, func, args, passive: bool) -> None:
+    def _arrive(self, msg: tuple) -> None:
         """An IPI message reaches ``dst``'s queue (docs/research/mechanisms.md sections 2, 3).
         A hardware one interrupts dst, unless an interrupt there has not finished by now:
         then that interrupt's drain loop runs it, and its IPI, latched by the APIC, costs one
         more (empty) interrupt after the drain, once per drain.  A new interrupt also runs
         the passive messages waiting in the queue.  A passive message interrupts nobody: it
         waits for the next drain, an interrupt or dst's next clock tick."""
+        dst, func, args, passive = msg
         now = self.engine.now
         if self.drain and self.drain_end[dst] > now:    # the running drain takes it
             start, extra = max(self.drain_end[dst], self.irq_ok[dst]), 0
@@ -326,7 +327,7 @@ class Simulator:
         t = _Thread(name, cpu, gen)
         ready = self._advance(t, None, at)
         if ready is not None:
-            self.engine.schedule(ready, self._exec, t)
+            self.engine.schedule(ready, self._step, t)
 
     def _advance(self, t: _Thread, value, ready: int):
         """Send ``value`` to the thread and run what needs no event: work right after its
@@ -394,7 +395,7 @@ class Simulator:
         while True:
             now = engine.now
             if clock[cpu] > now:
-                engine.schedule(clock[cpu], self._exec, t)
+                engine.schedule(clock[cpu], self._step, t)
                 return
             if zero_idle is not None and clock[cpu] < now:
                 self._idle(cpu, clock[cpu], now)
@@ -425,7 +426,7 @@ class Simulator:
             if ready is None:
                 return
             if queue and queue[0][0] <= ready:
-                heappush(queue, (ready, NORMAL, next(engine._seq), self._exec, t.args))
+                heappush(queue, (ready, NORMAL, next(engine._seq), self._step, t))
                 return
             engine.now = ready           # nothing else happens before: run it here
 
@@ -461,7 +462,7 @@ class Simulator:
     def _resume(self, t: _Thread, value, ready: int) -> None:
         ready = self._advance(t, value, ready)
         if ready is not None:
-            self.engine.schedule(ready, self._exec, t)
+            self.engine.schedule(ready, self._step, t)
 
     def _work(self, cpu: int, now: int, cycles: int) -> int:
         """Work as an event: under giant it holds the lock (prices no counter); else it
@@ -541,7 +542,7 @@ class Simulator:
         """One priced free of handle ``h`` (a cache's object goes back with cache_free);
         wakes sleepers.  Returns the end time."""
         self.metrics.live_changed(now)
-        addr, mt = self._unbind(h)[:2]
+        addr, mt, _, _ = self._unbind(h)
         if mt.__class__ is Cache:
             self.k.cache_free(mt, addr, cpu)
         else:
@@ -592,7 +593,7 @@ class Simulator:
             woken, self.blocked = self.blocked, []
             for t in woken:
                 t.waiting = None
-                self.engine.schedule(max(self.engine.now, self.clock[t.cpu]), self._exec, t)
+                self.engine.schedule(max(self.engine.now, self.clock[t.cpu]), self._step, t)
 
     def run(self) -> None:
         self.engine.run()

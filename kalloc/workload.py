@@ -68,7 +68,10 @@ ARITY = (4, 2, 4, 3, 3, 2, 3, 2, 3, 2, 6)     # the length of each operation's t
 
 
 def malloc(size: int, type_name: str, flags=0x2) -> tuple:
-    f = FLAG_INT.get(flags, -1)                  # valid flags, an int or MallocFlags: a plain int
+    try:                                         # valid flags, an int or MallocFlags: a plain int
+        f = FLAG_INT[flags]
+    except (KeyError, TypeError):
+        f = -1
     if f < 0 or flags.__class__ is not int and flags.__class__ is not MallocFlags:
         f = plain_flags(flags)                   # (True and 2.0 hash as flags: the error)
     return (MALLOC, size, type_name, f)

@@ -257,7 +257,8 @@ class Backend:
     def cache_alloc(self, cache, flags=2, cpu=0):
         """The default: malloc, then the constructor (at each allocation: malloc keeps no
         constructed state)."""
-        check_cache(self.kernel, cache, "cache_alloc")
+        if cache.__class__ is not Cache or cache.destroyed or cache.kernel is not self.kernel:
+            check_cache(self.kernel, cache, "cache_alloc")
         va = self.malloc(cache.impl, cache.mtype, flags, cpu)
         if va is not None:
             cache.live.add(va)
@@ -268,7 +269,8 @@ class Backend:
     def cache_free(self, cache, addr, cpu=0) -> None:
         """The default: a live object of the cache goes back with free(); anything else is
         explained by kalloc.cache."""
-        check_cache(self.kernel, cache, "cache_free")
+        if cache.__class__ is not Cache or cache.destroyed or cache.kernel is not self.kernel:
+            check_cache(self.kernel, cache, "cache_free")
         if addr.__class__ is not int or addr not in cache.live:
             raise cache_misuse(self.kernel, cache, addr)
         self.free(addr, cache.mtype, cpu)

@@ -598,7 +598,13 @@ class KmemMapBackend(Backend):
     def cache_alloc(self, cache, flags=2, cpu=0):
         """zalloc (4.8's zalloci on SMP: one lock); M_ZERO clears the object; the ctor runs
         at each allocation (4.8's zones have none)."""
-        _, f = check_args(0, flags, cpu, self.ncpus, "cache_alloc")
+        try:
+            f = FLAG_INT[flags]
+        except (KeyError, TypeError):
+            f = -1
+        if (f < 0 or cpu.__class__ is not int or not 0 <= cpu < self.ncpus
+                or flags.__class__ is not int and flags.__class__ is not MallocFlags):
+            _, f = check_args(0, flags, cpu, self.ncpus, "cache_alloc")
         if cache.__class__ is not Cache or cache.destroyed or cache.kernel is not self.kernel:
             check_cache(self.kernel, cache, "cache_alloc")
         va = zalloc(cache.impl)
@@ -613,7 +619,8 @@ class KmemMapBackend(Backend):
 
     def cache_free(self, cache, addr, cpu=0) -> None:
         """zfree (zfreei on SMP)."""
-        check_args(0, 2, cpu, self.ncpus, "cache_free")
+        if cpu.__class__ is not int or not 0 <= cpu < self.ncpus:
+            check_args(0, 2, cpu, self.ncpus, "cache_free")
         if cache.__class__ is not Cache or cache.destroyed or cache.kernel is not self.kernel:
             check_cache(self.kernel, cache, "cache_free")
         if addr.__class__ is not int or addr not in cache.live:
