@@ -487,21 +487,14 @@ class Simulator:
             raise _NotLive(f"handle {h!r} is an object of cache {mt.name!r}: its size is the cache's")
         self.metrics.live_changed(now)
         new = self.k.realloc(addr, size, mt, flags, cpu)
-        self.ops["realloc"] += 1
-        result = None
-        if new is None:
-            self.ops["failed"] += 1
-        else:
-            if new != addr and self.coherent:    # moved: the old block freed here, the new one handed out
-                self.chunk_cpu[addr] = cpu
-                if self.chunk_cpu.pop(new, cpu) != cpu:
-                    self.m.lines.misses += 1
+        if new is not None:
             self._unbind(h)
-            result = self._bind(new, mt, size, flags)
-        end = self._priced(cpu, now, self._lat_m, ALLOC)
+            if new != addr and self.coherent:    # moved: the old block freed here
+                self.chunk_cpu[addr] = cpu
+        result = self._allocated(cpu, now, new, mt, size, flags, None, None, "realloc")
         if self.blocked:
             self._wake()
-        return result, end
+        return result
 
     # --- the allocator operations (threads and replay) --------------------------------------------
     def malloc_at(self, cpu: int, now: int, size: int, mt, flags: int, h=None):
@@ -525,17 +518,29 @@ class Simulator:
         self.metrics.live_changed(now)
         return self._allocated(cpu, now, self.k.cache_alloc(cache, flags, cpu), cache, size, flags, h, slot)
 
-    def _allocated(self, cpu: int, now: int, addr, owner, size: int, flags: int, h, usable=None):
-        """A malloc or cache_alloc that ran on ``cpu`` from ``now`` returned ``addr``: counted,
-        its chunk's line, its handle (``_bind``), priced.  Returns (handle or None, end)."""
+    def _allocated(self, cpu: int, now: int, addr, owner, size: int, flags: int, h, usable=None, op="malloc"):
+        """A malloc, cache_alloc or realloc (``op``) that ran on ``cpu`` from ``now`` returned
+        ``addr``: counted, its chunk's line, its handle, priced; returns (handle or None, end).
+        The handle is ``h`` (replay uses its keys) or the next number; ``usable``, what the
+        block holds when it is not malloc's (a cache's slot)."""
         ops = self.ops
-        ops["malloc"] += 1
+        ops[op] += 1
         if addr is None:
             ops["failed"] += 1
             return None, self._priced(cpu, now, self._lat_m, ALLOC)
         if self.coherent and self.chunk_cpu.pop(addr, cpu) != cpu:
             self.m.lines.misses += 1             # the chunk's line is in the freeing CPU's cache
-        h = self._bind(addr, owner, size, flags, h, usable)
+        if h is None:
+            h = self.next_handle
+            self.next_handle = h + 1
+        if usable is None:
+            usable = self.k_usable_size(addr)
+        self.handles[h] = (addr, owner, size, usable)
+        m = self.metrics
+        m.live_req += size
+        m.live_usable += usable
+        if flags & ZERO:
+            m.zero_req += size
         return h, self._priced(cpu, now, self._lat_m, ALLOC)
 
     def free_at(self, cpu: int, now: int, h) -> int:
@@ -560,22 +565,6 @@ class Simulator:
         if mt is None:
             mt = self.mtypes[tname] = self.k.malloc_type(tname)
         return mt
-
-    def _bind(self, addr: int, mt, size: int, flags: int, h=None, usable=None):
-        """A handle for a new live allocation: the next number, or ``h`` (replay uses its keys).
-        ``usable``: what it holds, when it is not malloc's (a cache's slot)."""
-        if h is None:
-            h = self.next_handle
-            self.next_handle = h + 1
-        if usable is None:
-            usable = self.k_usable_size(addr)
-        self.handles[h] = (addr, mt, size, usable)
-        m = self.metrics
-        m.live_req += size
-        m.live_usable += usable
-        if flags & ZERO:
-            m.zero_req += size
-        return h
 
     def _unbind(self, h):
         try:

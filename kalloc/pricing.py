@@ -19,10 +19,11 @@ the start of the next, so each section costs one read of every counter::
     bytes_zeroed, bytes_copied    zero_per_kbyte, copy_per_kbyte  VM (per KiB, rounded down)
 
 The four counters the fast paths move (locks, critical sections, cold allocations, and the
-coherence misses of the shared type counters on SMP) are priced one by one; the others are compared as one tuple and priced only when something
-moved.  Which part of an operation's cycles holds the global lock is the harness's
-business (kalloc.harness); ``take`` reports the cycles of bzero apart, since a backend
-may zero outside its lock (``ZERO_UNDER_LOCK``).
+coherence misses of the shared type counters on SMP) are priced as one running total of
+their cycles; the others are compared as one tuple and priced only when something moved.
+Which part of an operation's cycles holds the global lock is the harness's business
+(kalloc.harness); ``take`` reports the cycles of bzero apart, since a backend may zero
+outside its lock (``ZERO_UNDER_LOCK``).
 
 A 1-CPU kernel is a UP build (``kernel_build = "auto"``): no lock prefix, no MP lock, so
 a lock costs ``spl`` alone; ``kernel_build = "smp"`` prices SMP locks on one CPU too.
@@ -41,8 +42,9 @@ def lock_price(costs, ncpus: int, kernel_build: str) -> int:
 class Pricing:
     """One kernel's counters and the prices of a cost model."""
 
-    __slots__ = ("be", "vm", "m", "lines", "last", "p_lock", "p_crit", "p_cold", "p_cas", "p_coh", "p_ipi", "p_page",
-                 "p_shoot", "p_zero", "p_copy", "metrics", "page_size", "shootdowns", "zero_cycles", "per_page")
+    __slots__ = ("be", "vm", "m", "lines", "fast", "lock", "rare", "p_lock", "p_crit", "p_cold", "p_cas", "p_coh",
+                 "p_ipi", "p_page", "p_shoot", "p_zero", "p_copy", "metrics", "page_size", "shootdowns", "zero_cycles",
+                 "per_page")
 
     def __init__(self, kernel, costs, metrics, kernel_build: str = "auto", tlb_model: str = "2003"):
         self.be, self.vm, self.m = kernel.backend, kernel.vm, kernel.machine
@@ -60,34 +62,36 @@ class Pricing:
         self.p_zero, self.p_copy = costs.zero_per_kbyte, costs.copy_per_kbyte
         self.metrics = metrics
         self.page_size = self.m.arch.page_size
-        self.shootdowns = self.zero_cycles = 0
-        self.last = self.read()
-
-    def read(self) -> tuple:
-        be, vm, m = self.be, self.vm, self.m
-        return (be.lock_acquires, be.crit_sections, be.cold_allocs, self.lines.misses,
-                (be.remote_cas, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
-                 vm.bytes_zeroed, vm.bytes_copied, m.free_count, vm.pages_unmapped))
+        self.fast = self.lock = self.shootdowns = self.zero_cycles = 0
+        self.rare = None
+        self.take()                   # the counters at boot: from here on, what moves is priced
 
     def drop(self) -> None:
         """Forget what moved since the last take: an attempt that sleeps (Deadlock) undoes
         itself and is not priced; its retry is."""
-        self.last = self.read()
+        self.take()
 
     def take(self) -> tuple[int, bool]:
         """(cycles of what the counters moved since the last take, whether a lock was
         taken).  When something rare moved, ``shootdowns`` and ``zero_cycles`` hold that
         part (else 0), and a changed footprint is passed to the metrics."""
         be, vm, m = self.be, self.vm, self.m
-        lock, crit, cold, coh = be.lock_acquires, be.crit_sections, be.cold_allocs, self.lines.misses
+        lock = be.lock_acquires
+        fast = (lock * self.p_lock + be.crit_sections * self.p_crit + be.cold_allocs * self.p_cold
+                + self.lines.misses * self.p_coh)
+        cost = fast - self.fast
+        self.fast = fast
+        locked = lock != self.lock
+        self.lock = lock
         rare = (be.remote_cas, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
                 vm.bytes_zeroed, vm.bytes_copied, m.free_count, vm.pages_unmapped)
-        l0, c0, k0, h0, r0 = self.last
-        self.last = (lock, crit, cold, coh, rare)
-        cost = (lock - l0) * self.p_lock + (crit - c0) * self.p_crit + (cold - k0) * self.p_cold + (coh - h0) * self.p_coh
+        r0 = self.rare
         if rare == r0:
             self.shootdowns = self.zero_cycles = 0
-            return cost, lock != l0
+            return cost, locked
+        self.rare = rare
+        if r0 is None:                # the first take, at boot
+            return cost, locked
         cas, ipis, pages, shoot, zeroed, copied, free_count, unmapped = rare
         if self.per_page:             # 2003: one invalidation IPI per page entered or removed
             shoot = (pages - r0[2]) + (unmapped - r0[7])
@@ -99,4 +103,4 @@ class Pricing:
                  + shoot * self.p_shoot + zero + (copied - r0[5]) * self.p_copy // 1024)
         if free_count != r0[6]:                  # pages changed hands: a new footprint
             self.metrics.fp = (m.npages - free_count) * self.page_size
-        return cost, lock != l0
+        return cost, locked
