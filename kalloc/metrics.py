@@ -127,17 +127,18 @@ class Metrics:
         found) held until ``now``: account that interval at those values, then see whether
         that state is a new footprint peak (the instant of overhead_ratio and internal
         fragmentation)."""
+        fp, req = self.fp, self.live_req
         dt = now - self.t_last
         if dt > 0:
-            self.area_grown += dt * (self.fp - self.boot_fp)
-            self.area_req += dt * self.live_req
+            self.area_grown += dt * (fp - self.boot_fp)
+            self.area_req += dt * req
             self.t_last = now
-        if self.fp > self.peak_fp or (self.fp == self.peak_fp and self.live_req > self.peak_fp_req):
-            self.peak_fp = self.fp
-            self.peak_fp_req = self.live_req
-            self.frag_at_peak = self.live_usable - self.live_req
-        if self.live_req > self.peak_req:
-            self.peak_req = self.live_req
+        if fp >= self.peak_fp and (fp > self.peak_fp or req > self.peak_fp_req):
+            self.peak_fp = fp
+            self.peak_fp_req = req
+            self.frag_at_peak = self.live_usable - req
+        if req > self.peak_req:
+            self.peak_req = req
 
     # --- the record's sections -----------------------------------------------------------------
     def latency_record(self) -> dict:

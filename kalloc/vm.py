@@ -221,12 +221,14 @@ class KernelVM:
 
     def write(self, va: int, data) -> None:
         """Write bytes-like ``data`` (bytes, bytearray, memoryview, array) at ``va``."""
-        _check_address("write", va)
-        try:
-            data = memoryview(memoryview(data).tobytes())
-        except TypeError:                  # bytes(16) would be 16 zero bytes: no int, no list
-            raise TypeError(f"write: data must be bytes-like (bytes, bytearray, memoryview), "
-                            f"not {type(data).__name__}") from None
+        if va.__class__ is not int:
+            _check_address("write", va)
+        if data.__class__ is not bytes:    # a copy: what is written cannot change under us
+            try:
+                data = memoryview(data).tobytes()
+            except TypeError:              # bytes(16) would be 16 zero bytes: no int, no list
+                raise TypeError(f"write: data must be bytes-like (bytes, bytearray, memoryview), "
+                                f"not {type(data).__name__}") from None
         phys = self.machine.phys
         off = va & self._mask
         if 0 < len(data) and off + len(data) <= self._mask + 1:   # within one page, as most are: one lookup
