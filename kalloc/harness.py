@@ -308,13 +308,16 @@ class Simulator:
         at = end + self.costs.ipi_latency
         for dst in range(self.ncpus):
             if dst != cpu:
-                for _ in range(n):
-                    self.engine.schedule(at, self._tlb_arrive, dst, priority=URGENT)
+                self.engine.schedule(at, self._tlb_arrive, (dst, n), priority=URGENT)
 
-    def _tlb_arrive(self, dst: int) -> None:
-        self.tlb_interrupts += 1
-        start = self._interrupt_start(dst, self.engine.now)
-        self._handler(dst, start, self.costs.ipi_receive + self.costs.tlb_flush, False)
+    def _tlb_arrive(self, msg: tuple) -> None:
+        """``n`` invalidation interrupts reach ``dst`` at once, each run after the one before
+        (one event for the n: they are consecutive in the event order, nothing runs between)."""
+        dst, n = msg
+        extra = self.costs.ipi_receive + self.costs.tlb_flush
+        for _ in range(n):
+            self.tlb_interrupts += 1
+            self._handler(dst, self._interrupt_start(dst, self.engine.now), extra, False)
 
     def _idle(self, cpu: int, since: int, until: int) -> None:
         """``cpu`` was idle from ``since`` to ``until``: its idle loop zeroed free pages."""
