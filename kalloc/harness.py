@@ -488,10 +488,10 @@ class Simulator:
         addr, mt = self._handle(t, op)[:2]
         if mt.__class__ is Cache:
             raise _NotLive(f"handle {h!r} is an object of cache {mt.name!r}: its size is the cache's")
-        self.metrics.live_changed(now)
         new = self.k.realloc(addr, size, mt, flags, cpu)
         if new is not None:
-            self._unbind(h)
+            _, _, old_size, old_usable = self.handles.pop(h)
+            self.metrics.live_changed(now, -old_size, -old_usable)
             if new != addr and self.coherent:    # moved: the old block freed here
                 self.chunk_cpu[addr] = cpu
         result = self._allocated(cpu, now, new, mt, size, flags, None, None, "realloc")
@@ -503,7 +503,6 @@ class Simulator:
     def malloc_at(self, cpu: int, now: int, size: int, mt, flags: int, h=None):
         """One priced malloc on ``cpu`` at ``now``: (handle or None, end time).  ``h``: the
         handle to bind (replay uses its keys); None, the next number."""
-        self.metrics.live_changed(now)           # the state the last operation left, up to now
         return self._allocated(cpu, now, self.k_malloc(size, mt, flags, cpu), mt, size, flags, h)
 
     def cache_alloc_at(self, cpu: int, now: int, name: str, size: int, flags: int, align: int = 0,
@@ -518,7 +517,6 @@ class Simulator:
             slot = self.k.backend.cache_row(cache)["slab_size"]
             self.caches[name] = cache, slot
             self.pricing.drop()
-        self.metrics.live_changed(now)
         return self._allocated(cpu, now, self.k.cache_alloc(cache, flags, cpu), cache, size, flags, h, slot)
 
     def _allocated(self, cpu: int, now: int, addr, owner, size: int, flags: int, h, usable=None, op="malloc"):
@@ -530,6 +528,7 @@ class Simulator:
         ops[op] += 1
         if addr is None:
             ops["failed"] += 1
+            self.metrics.live_changed(now)
             return None, self._priced(cpu, now, self._lat_m, ALLOC)
         if self.coherent and self.chunk_cpu.pop(addr, cpu) != cpu:
             self.m.lines.misses += 1             # the chunk's line is in the freeing CPU's cache
@@ -540,8 +539,7 @@ class Simulator:
             usable = self.k_usable_size(addr)
         self.handles[h] = (addr, owner, size, usable)
         m = self.metrics
-        m.live_req += size
-        m.live_usable += usable
+        m.live_changed(now, size, usable)        # the state the last operation left, up to now
         if flags & ZERO:
             m.zero_req += size
         return h, self._priced(cpu, now, self._lat_m, ALLOC)
@@ -549,8 +547,11 @@ class Simulator:
     def free_at(self, cpu: int, now: int, h) -> int:
         """One priced free of handle ``h`` (a cache's object goes back with cache_free);
         wakes sleepers.  Returns the end time."""
-        self.metrics.live_changed(now)
-        addr, mt, _, _ = self._unbind(h)
+        try:
+            addr, mt, size, usable = self.handles.pop(h)
+        except (KeyError, TypeError):
+            raise self._not_live(h) from None
+        self.metrics.live_changed(now, -size, -usable)
         if mt.__class__ is Cache:
             self.k.cache_free(mt, addr, cpu)
         else:
@@ -568,16 +569,6 @@ class Simulator:
         if mt is None:
             mt = self.mtypes[tname] = self.k.malloc_type(tname)
         return mt
-
-    def _unbind(self, h):
-        try:
-            rec = self.handles.pop(h)
-        except (KeyError, TypeError):
-            raise self._not_live(h) from None
-        m = self.metrics
-        m.live_req -= rec[2]
-        m.live_usable -= rec[3]
-        return rec
 
     def _wake(self) -> None:
         """Memory was freed: sleeping mallocs retry (wakeup(type) / vm_wait wakeups)."""

@@ -121,12 +121,14 @@ class Metrics:
         self._start_phase(now, snap)
         self.measuring = True
 
-    # --- memory, called at the start of each allocator operation and at the end --------------
-    def live_changed(self, now: int) -> None:
+    # --- memory, called by each allocator operation and at the end ---------------------------
+    def live_changed(self, now: int, req_delta: int = 0, usable_delta: int = 0) -> None:
         """The state the last operation left (live bytes, and the footprint its pricing
-        found) held until ``now``: account that interval at those values, then see whether
-        that state is a new footprint peak (the instant of overhead_ratio and internal
-        fragmentation)."""
+        found) held until ``now``: account that interval at those values, see whether that
+        state is a new footprint peak (the instant of overhead_ratio and internal
+        fragmentation); then the operation at ``now`` changes the live bytes by the deltas
+        (requested and usable bytes of a block that became live, or minus those of one that
+        was freed)."""
         fp, req = self.fp, self.live_req
         dt = now - self.t_last
         if dt > 0:
@@ -139,6 +141,9 @@ class Metrics:
             self.frag_at_peak = self.live_usable - req
         if req > self.peak_req:
             self.peak_req = req
+        if req_delta or usable_delta:         # (a malloc of 0 bytes holds usable bytes too)
+            self.live_req = req + req_delta
+            self.live_usable += usable_delta
 
     # --- the record's sections -----------------------------------------------------------------
     def latency_record(self) -> dict:
