@@ -221,6 +221,14 @@ def test_overhead_and_fragmentation_at_the_peak(backend, page, usable, n):
     assert mem["internal_fragmentation_bytes"] == n * (usable - 100)
 
 
+def test_a_zero_byte_malloc_holds_its_usable_bytes():
+    """malloc(0) on kmem_map takes a 16-byte chunk: no requested bytes, 16 usable (the
+    internal fragmentation at the peak counts them)."""
+    _, mem, _ = _mallocs("kmem_map", 1, size=0)
+    assert mem["requested_at_peak_bytes"] == 0
+    assert mem["internal_fragmentation_bytes"] == 16
+
+
 def test_overhead_ratio_is_none_with_nothing_requested():
     s = Simulator(boot("kmem_map", ncpus=1, physmem="16M"), CostModel())
     def t():
