@@ -438,6 +438,8 @@ class Simulator:
         op = t.op
         code = op[0]
         cpu = t.cpu
+        if code == WORK:                         # after idle or a wait, or under giant: an event of its own
+            return None, self._work(cpu, now, op[1])
         if code == PUT:
             q = op[1]
             waiting = self.waiters.get(id(q))
@@ -458,8 +460,6 @@ class Simulator:
         if code == CALL:
             result = op[1](self.k, *op[2])
             return result, self._priced(cpu, now, None, CALLS)
-        if code == WORK:                         # under giant, or after a gap: an event of its own
-            return None, self._work(cpu, now, op[1])
         raise ValueError(f"thread {t.name!r} yielded an unknown operation {op!r}")
 
     def _resume(self, t: _Thread, value, ready: int) -> None:

@@ -18,9 +18,12 @@ the start of the next, so each section costs one read of every counter::
     pages_mapped + pages_unmapped ipi_send (2003 model, SMP)      VM: smp_invltlb per page entered/removed
     bytes_zeroed, bytes_copied    zero_per_kbyte, copy_per_kbyte  VM (per KiB, rounded down)
 
-The four counters the fast paths move (locks, critical sections, cold allocations, and the
-coherence misses of the shared type counters on SMP) are priced as one running total of
-their cycles; the others are compared as one tuple and priced only when something moved.
+The counters that move on the fast paths and on cross-CPU frees (locks, critical sections,
+cold allocations, coherence misses, remote compare-and-swaps, IPIs) are priced as one running
+total of their cycles (constant prices: the cycles of what moved are the difference of two
+totals); the VM's and the page counters, which need more than a price (TLB invalidations,
+bytes rounded to KiB, the footprint), are compared as one tuple and priced only when
+something moved.
 Which part of an operation's cycles holds the global lock is the harness's business
 (kalloc.harness); ``take`` reports the cycles of bzero apart, since a backend may zero
 outside its lock (``ZERO_UNDER_LOCK``).
@@ -78,13 +81,13 @@ class Pricing:
         be, vm, m = self.be, self.vm, self.m
         lock = be.lock_acquires
         fast = (lock * self.p_lock + be.crit_sections * self.p_crit + be.cold_allocs * self.p_cold
-                + self.lines.misses * self.p_coh)
+                + self.lines.misses * self.p_coh + be.remote_cas * self.p_cas + m.ipis * self.p_ipi)
         cost = fast - self.fast
         self.fast = fast
         locked = lock != self.lock
         self.lock = lock
-        rare = (be.remote_cas, m.ipis, vm.pages_mapped, vm.tlb_shootdowns,
-                vm.bytes_zeroed, vm.bytes_copied, m.free_count, vm.pages_unmapped)
+        rare = (vm.pages_mapped, vm.tlb_shootdowns, vm.bytes_zeroed, vm.bytes_copied, m.free_count,
+                vm.pages_unmapped)
         r0 = self.rare
         if rare == r0:
             self.shootdowns = self.zero_cycles = 0
@@ -92,15 +95,15 @@ class Pricing:
         self.rare = rare
         if r0 is None:                # the first take, at boot
             return cost, locked
-        cas, ipis, pages, shoot, zeroed, copied, free_count, unmapped = rare
+        pages, shoot, zeroed, copied, free_count, unmapped = rare
         if self.per_page:             # 2003: one invalidation IPI per page entered or removed
-            shoot = (pages - r0[2]) + (unmapped - r0[7])
+            shoot = (pages - r0[0]) + (unmapped - r0[5])
         else:                         # sync: one shootdown per unmapping
-            shoot -= r0[3]
+            shoot -= r0[1]
         self.shootdowns = shoot
-        self.zero_cycles = zero = (zeroed - r0[4]) * self.p_zero // 1024
-        cost += ((cas - r0[0]) * self.p_cas + (ipis - r0[1]) * self.p_ipi + (pages - r0[2]) * self.p_page
-                 + shoot * self.p_shoot + zero + (copied - r0[5]) * self.p_copy // 1024)
-        if free_count != r0[6]:                  # pages changed hands: a new footprint
+        self.zero_cycles = zero = (zeroed - r0[2]) * self.p_zero // 1024
+        cost += ((pages - r0[0]) * self.p_page + shoot * self.p_shoot + zero
+                 + (copied - r0[3]) * self.p_copy // 1024)
+        if free_count != r0[4]:                  # pages changed hands: a new footprint
             self.metrics.fp = (m.npages - free_count) * self.page_size
         return cost, locked
