@@ -23,10 +23,9 @@ cold allocations, coherence misses, remote compare-and-swaps, IPIs) are priced a
 total of their cycles (constant prices: the cycles of what moved are the difference of two
 totals); the VM's and the page counters, which need more than a price (TLB invalidations,
 bytes rounded to KiB, the footprint), are compared as one tuple and priced only when
-something moved.
-Which part of an operation's cycles holds the global lock is the harness's business
-(kalloc.harness); ``take`` reports the cycles of bzero apart, since a backend may zero
-outside its lock (``ZERO_UNDER_LOCK``).
+something moved.  Which part of an operation's cycles holds the global lock is the
+harness's business (kalloc.harness); ``take`` reports the cycles of bzero apart, since a
+backend may zero outside its lock (``ZERO_UNDER_LOCK``).
 
 A 1-CPU kernel is a UP build (``kernel_build = "auto"``): no lock prefix, no MP lock, so
 a lock costs ``spl`` alone; ``kernel_build = "smp"`` prices SMP locks on one CPU too.
