@@ -320,8 +320,11 @@ class Simulator:
             self._handler(dst, self._interrupt_start(dst, self.engine.now), extra, False)
 
     def _idle(self, cpu: int, since: int, until: int) -> None:
-        """``cpu`` was idle from ``since`` to ``until``: its idle loop zeroed free pages."""
-        self.zero_idle((until - since) // self.page_cycles)
+        """``cpu`` was idle from ``since`` to ``until``: its idle loop zeroed free pages (none
+        in a gap shorter than one page's zeroing)."""
+        calls = (until - since) // self.page_cycles
+        if calls:
+            self.zero_idle(calls)
 
     # --- threads --------------------------------------------------------------------------------
     def add_thread(self, cpu: int, name: str, gen, at: int = 0) -> None:
@@ -407,12 +410,14 @@ class Simulator:
             try:
                 op = t.op
                 code = op[0]
-                if code == MALLOC:               # the three that matter, without a call to _do
+                if code == MALLOC:               # the common four, without a call to _do
                     result, end = self.malloc_at(cpu, now, op[1], mtypes.get(op[2]) or self._mtype(op[2]), op[3])
                 elif code == FREE:
                     result, end = None, self.free_at(cpu, now, op[1])
                 elif code == CACHE_ALLOC:
                     result, end = self.cache_alloc_at(cpu, now, op[1], op[2], op[3], op[4], op[5])
+                elif code == WORK:               # after idle or a wait, or under giant: an event of its own
+                    result, end = None, self._work(cpu, now, op[1])
                 else:
                     result, end = self._do(t, now)
             except Deadlock as e:
@@ -434,12 +439,10 @@ class Simulator:
             engine.now = ready           # nothing else happens before: run it here
 
     def _do(self, t: _Thread, now: int):
-        """The operations other than malloc, cache_alloc and free (which _exec runs itself)."""
+        """The operations other than malloc, cache_alloc, free and work (which _exec runs itself)."""
         op = t.op
         code = op[0]
         cpu = t.cpu
-        if code == WORK:                         # after idle or a wait, or under giant: an event of its own
-            return None, self._work(cpu, now, op[1])
         if code == PUT:
             q = op[1]
             waiting = self.waiters.get(id(q))
