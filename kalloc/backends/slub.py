@@ -171,16 +171,6 @@ def kmalloc_cache_name(kind: int, size: int) -> str:
     return _KIND_PREFIX[kind] + (f"{size >> 10}k" if size >= 1024 else str(size))
 
 
-def kmalloc_size_roundup(size: int) -> int:
-    """What kmalloc(size) really reserves: the kmalloc cache's object size, whole pages of the
-    next order above KMALLOC_MAX_CACHE_SIZE, the size itself above KMALLOC_MAX_SIZE."""
-    if size <= KMALLOC_MAX_CACHE_SIZE:
-        return kmalloc_cache_size(kmalloc_index(size)) if size else 0
-    if size > KMALLOC_MAX_SIZE:
-        return size
-    return PAGE_SIZE << get_order(size)
-
-
 def kmalloc_type(gfp: int, config: dict = CONFIG) -> int:
     """kmalloc_type: NORMAL unless one of KMALLOC_NOT_NORMAL_BITS is set; then DMA for
     __GFP_DMA, RECLAIM for __GFP_RECLAIMABLE (or without memcg), else CGROUP."""
