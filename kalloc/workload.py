@@ -60,7 +60,7 @@ import reprlib
 from collections import deque
 
 from kalloc.errors import expected
-from kalloc.flags import FLAG_INT, MallocFlags, flag_names, plain_flags
+from kalloc.flags import flag_names, plain_flags
 
 MALLOC, FREE, REALLOC, WRITE, READ, WORK, PUT, GET, CALL, IDLE, CACHE_ALLOC = range(11)
 NAMES = ("malloc", "free", "realloc", "write", "read", "work", "put", "get", "call", "idle", "cache_alloc")
@@ -68,13 +68,7 @@ ARITY = (4, 2, 4, 3, 3, 2, 3, 2, 3, 2, 6)     # the length of each operation's t
 
 
 def malloc(size: int, type_name: str, flags=0x2) -> tuple:
-    try:                                         # valid flags, an int or MallocFlags: a plain int
-        f = FLAG_INT[flags]
-    except (KeyError, TypeError):
-        f = -1
-    if f < 0 or flags.__class__ is not int and flags.__class__ is not MallocFlags:
-        f = plain_flags(flags)                   # (True and 2.0 hash as flags: the error)
-    return (MALLOC, size, type_name, f)
+    return (MALLOC, size, type_name, plain_flags(flags))
 
 
 def cache_alloc(cache: str, size: int, flags=0x2, align: int = 0, cache_flags: int = 0) -> tuple:
