@@ -221,8 +221,7 @@ class KernelVM:
 
     def write(self, va: int, data) -> None:
         """Write bytes-like ``data`` (bytes, bytearray, memoryview, array) at ``va``."""
-        if va.__class__ is not int:
-            _check_address("write", va)
+        _check_address("write", va)
         if data.__class__ is not bytes:    # a copy: what is written cannot change under us
             try:
                 data = memoryview(data).tobytes()
